@@ -1,0 +1,1 @@
+"""Mask trackers: a box (or a mask) in, a mask per head frame out. See `base.Tracker`."""
