@@ -1,0 +1,83 @@
+"""`dexgrasp ctl`: command a running runtime over DDS (the same topics ROS 2 tools see)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DESCRIPTION = """\
+Talk to a running `dexgrasp run` over DDS (needs telemetry.dds.enabled in its config).
+
+examples:
+  dexgrasp ctl start "grasp the red cube"     start an episode with this user prompt
+  dexgrasp ctl stop                          protective stop (always accepted, never rate-limited)
+  dexgrasp ctl clear                         clear a stop / finished episode
+  dexgrasp ctl bbox 120 80 260 210           give the target box by hand (head-image pixels)
+  dexgrasp ctl status --domain-id 7          print the latest status JSON
+
+Network: --interface lo --no-multicast --peer 127.0.0.1 keeps the traffic on this host; with none
+of them, Cyclone DDS reads CYCLONEDDS_URI (like ROS 2). Exit code 0 = accepted, 1 = rejected or
+dropped (the reason is printed), 2 = no runtime answered within --timeout-s.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ctl", help="command a running runtime over DDS (start/stop/clear/bbox/status)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", choices=["start", "stop", "clear", "bbox", "status"], help="what to do")
+    p.add_argument("args", nargs="*", help="start: the prompt; bbox: x1 y1 x2 y2")
+    p.add_argument("--domain-id", type=int, default=0, help="DDS domain id (default 0, like ROS_DOMAIN_ID)")
+    p.add_argument("--timeout-s", type=float, default=5.0, help="how long to wait for the runtime (default 5)")
+    p.add_argument("--interface", default=None, help="network interface for DDS, e.g. lo or eth0")
+    p.add_argument("--no-multicast", action="store_true", help="disable multicast discovery (use --peer)")
+    p.add_argument("--peer", action="append", default=[], help="unicast discovery peer address (repeatable)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from runtime.errors import ConfigError, DeviceNotConnectedError
+    from runtime.telemetry.client import DdsClient
+    from runtime.telemetry.config import DdsConfig
+
+    cfg = DdsConfig(
+        enabled=True, domain_id=args.domain_id, interface=args.interface,
+        allow_multicast=False if args.no_multicast else None, peers=tuple(args.peer),
+    )
+    cfg.validate("dexgrasp ctl")
+    fields: dict = {}
+    if args.action == "start":
+        if not args.args:
+            raise ConfigError('dexgrasp ctl start needs a prompt, e.g. dexgrasp ctl start "grasp the red cube"')
+        fields["prompt"] = " ".join(args.args)
+    elif args.action == "bbox":
+        try:
+            fields["bbox"] = [float(v) for v in args.args]
+        except ValueError as exc:
+            raise ConfigError(f"dexgrasp ctl bbox: coordinates must be numbers ({exc})") from exc
+        if len(fields["bbox"]) != 4:
+            raise ConfigError(f"dexgrasp ctl bbox needs 4 numbers x1 y1 x2 y2, got {args.args}")
+    elif args.args:
+        raise ConfigError(f"dexgrasp ctl {args.action} takes no arguments, got {args.args}")
+
+    with DdsClient(cfg) as client:
+        if args.action == "status":
+            doc = client.latest_status(args.timeout_s)
+            if doc is None:
+                raise DeviceNotConnectedError(
+                    f"no status on rt/dexgrasp/status within {args.timeout_s:.1f} s on domain {cfg.domain_id}"
+                )
+            print(json.dumps(doc, indent=2, sort_keys=True))
+            return 0
+        if not client.wait_for_runtime(args.timeout_s):
+            raise DeviceNotConnectedError(
+                f"no runtime is reading rt/dexgrasp/command on domain {cfg.domain_id} "
+                f"(waited {args.timeout_s:.1f} s); is `dexgrasp run` up with telemetry.dds.enabled?"
+            )
+        name = "manual_bbox" if args.action == "bbox" else args.action
+        cmd_id = client.send(name, **fields)
+        result = client.wait_result(cmd_id, args.timeout_s)
+        reason = f": {result['reason']}" if result.get("reason") else ""
+        print(f"{name} {result['result']}{reason}")
+        return 0 if result["result"] == "accepted" else 1

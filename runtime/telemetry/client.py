@@ -1,0 +1,121 @@
+"""The operator side of the DDS link: send commands, read status (used by `dexgrasp ctl` and tests).
+
+Every wait takes a timeout and returns None/raises DeviceNotConnectedError when it expires, so a
+missing runtime shows as a clear message instead of a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+from runtime.errors import DeviceNotConnectedError, require
+from runtime.telemetry import qos
+from runtime.telemetry.config import DdsConfig
+
+POLL_S = 0.02
+
+
+class DdsClient:
+    """A participant with a command writer and a status reader (transient-local: the latest
+    status arrives even if the runtime published it before we joined)."""
+
+    def __init__(self, cfg: DdsConfig) -> None:
+        require("cyclonedds", "dds", "dexgrasp ctl")
+        from cyclonedds.pub import DataWriter
+        from cyclonedds.sub import DataReader
+        from cyclonedds.topic import Topic
+
+        from runtime.telemetry.types import JointState_, String_
+
+        self.cfg = cfg
+        self._String = String_
+        self._dp = dp = qos.participant(cfg)
+        self._w_cmd = DataWriter(dp, Topic(dp, qos.TOPIC_COMMAND, String_, qos=qos.command_qos()), qos=qos.command_qos())
+        self._r_status = DataReader(dp, Topic(dp, qos.TOPIC_STATUS, String_, qos=qos.status_qos()), qos=qos.status_qos())
+        self._t_js = Topic(dp, qos.TOPIC_JOINT_STATES, JointState_, qos=qos.telemetry_qos())
+        self._t_jc = Topic(dp, qos.TOPIC_JOINT_COMMANDS, JointState_, qos=qos.telemetry_qos())
+        self._DataReader = DataReader
+        self._latest: dict | None = None
+        self._history: list[dict] = []
+        self._lock = threading.Lock()
+
+    def joint_reader(self, commands: bool = False):
+        """A best-effort reader of rt/dexgrasp/joint_states (or joint_commands)."""
+        return self._DataReader(self._dp, self._t_jc if commands else self._t_js, qos=qos.telemetry_qos())
+
+    def wait_for_runtime(self, timeout_s: float) -> bool:
+        """True once a runtime's command reader has matched our writer (blocks <= timeout_s)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._w_cmd.get_matched_subscriptions():
+                return True
+            time.sleep(POLL_S)
+        return False
+
+    def send_raw(self, text: str) -> None:
+        """Publish `text` as-is on rt/dexgrasp/command (no validation: tests use it for bad input)."""
+        self._w_cmd.write(self._String(data=text))
+
+    def send(self, cmd: str, **fields) -> str:
+        """Publish {"cmd": cmd, **fields, "id": <new id>}; returns the id to match the result."""
+        cmd_id = fields.pop("id", None) or uuid.uuid4().hex[:12]
+        self.send_raw(json.dumps({"cmd": cmd, **fields, "id": cmd_id}))
+        return cmd_id
+
+    def poll_status(self) -> list[dict]:
+        """Status documents received since the last poll (oldest first); never blocks."""
+        out = []
+        for sample in self._r_status.take(N=64):
+            if not sample.sample_info.valid_data:
+                continue
+            try:
+                out.append(json.loads(sample.data))
+            except json.JSONDecodeError:
+                continue
+        if out:
+            with self._lock:
+                self._latest = out[-1]
+                self._history = (self._history + out)[-256:]
+        return out
+
+    def latest_status(self, timeout_s: float) -> dict | None:
+        """The newest status, waiting up to timeout_s for one to arrive; None if none came."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.poll_status()
+            with self._lock:
+                if self._latest is not None:
+                    return self._latest
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_S)
+
+    def wait_result(self, cmd_id: str, timeout_s: float) -> dict:
+        """The runtime's result entry {"id","cmd","result","reason"} for cmd_id (blocks <= timeout_s)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.poll_status()
+            with self._lock:
+                for doc in reversed(self._history):
+                    for entry in doc.get("command_results", []):
+                        if entry.get("id") == cmd_id:
+                            return entry
+            if time.monotonic() >= deadline:
+                raise DeviceNotConnectedError(
+                    f"no result for command {cmd_id} on {qos.TOPIC_STATUS} within {timeout_s:.1f} s "
+                    f"(domain {self.cfg.domain_id}): is the runtime running with telemetry.dds.enabled?"
+                )
+            time.sleep(POLL_S)
+
+    def close(self) -> None:
+        self._w_cmd = self._r_status = self._t_js = self._t_jc = None
+        self._dp = None
+
+    def __enter__(self) -> DdsClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

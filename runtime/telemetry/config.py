@@ -1,0 +1,124 @@
+"""Telemetry settings: the `telemetry: {dds: {...}}` section of a runtime config.
+
+Plain dataclass plus a validating `from_dict`, so the onboard package needs no DDS import to read
+a config, and a wrong field gets an error naming the field and the bad value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from runtime.errors import ConfigError
+
+DEFAULT_JOINT_NAMES = tuple([f"arm_joint_{i}" for i in range(1, 8)] + [f"hand_joint_{i}" for i in range(1, 7)])
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """DDS-Security (authentication + access control) file locations; see docs/dds_recording.md.
+
+    With these set, Cyclone DDS only lets participants with a certificate signed by the identity CA
+    and a permissions document signed by the permissions CA publish on rt/dexgrasp/command.
+    """
+
+    identity_ca: str
+    identity_certificate: str
+    private_key: str
+    permissions_ca: str
+    governance: str
+    permissions: str
+
+
+@dataclass(frozen=True)
+class DdsConfig:
+    """One DDS participant's settings.
+
+    interface / allow_multicast / peers build a Cyclone DDS XML config for this domain (use
+    interface "lo" with allow_multicast False and peers ["127.0.0.1"] to stay on the host).
+    When none of them is set, Cyclone reads CYCLONEDDS_URI (or its defaults), like ROS 2 does.
+    """
+
+    enabled: bool = False
+    domain_id: int = 0
+    interface: str | None = None
+    allow_multicast: bool | None = None
+    peers: tuple[str, ...] = ()
+    config_uri: str | None = None  # a Cyclone XML file/URI; overrides the fields above
+    joint_names: tuple[str, ...] = DEFAULT_JOINT_NAMES
+    frame_id: str = "dexgrasp"
+    status_rate_hz: float = 2.0
+    telemetry_queue: int = 256  # joint samples buffered between observer callback and publisher
+    command_queue: int = 16  # validated commands waiting for the runtime's submit callback
+    command_max_age_s: float = 2.0  # older commands (source timestamp or queue wait) are dropped
+    command_rate_hz: float = 10.0  # token bucket for non-stop commands; floods beyond are dropped
+    command_burst: int = 20
+    security: SecurityConfig | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict | None, where: str = "telemetry.dds") -> DdsConfig:
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        if "peers" in raw:
+            raw["peers"] = tuple(_str_list(raw["peers"], f"{where}.peers"))
+        if "joint_names" in raw:
+            raw["joint_names"] = tuple(_str_list(raw["joint_names"], f"{where}.joint_names"))
+        if raw.get("security") is not None:
+            sec = raw["security"]
+            if not isinstance(sec, dict):
+                raise ConfigError(f"{where}.security: expected a mapping of file paths, got {sec!r}")
+            try:
+                raw["security"] = SecurityConfig(**{k: str(v) for k, v in sec.items()})
+            except TypeError as exc:
+                raise ConfigError(f"{where}.security: {exc}") from exc
+            for name in ("identity_ca", "identity_certificate", "private_key", "permissions_ca",
+                         "governance", "permissions"):
+                path = Path(getattr(raw["security"], name).removeprefix("file:"))
+                if not path.is_file():
+                    raise ConfigError(f"{where}.security.{name}: file not found: {path}")
+        cfg = cls(**raw)
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "telemetry.dds") -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"{where}.enabled: expected true/false, got {self.enabled!r}")
+        if not isinstance(self.domain_id, int) or not 0 <= self.domain_id <= 232:
+            raise ConfigError(f"{where}.domain_id: expected an integer in [0, 232], got {self.domain_id!r}")
+        if not (isinstance(self.status_rate_hz, (int, float)) and 1.0 <= self.status_rate_hz <= 10.0):
+            raise ConfigError(f"{where}.status_rate_hz: expected 1..10 Hz, got {self.status_rate_hz!r}")
+        for name in ("telemetry_queue", "command_queue", "command_burst"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}.{name}: expected a positive integer, got {value!r}")
+        for name in ("command_max_age_s", "command_rate_hz"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{where}.{name}: expected a positive number, got {value!r}")
+        if len(self.joint_names) != len(set(self.joint_names)):
+            raise ConfigError(f"{where}.joint_names: names must be unique, got {list(self.joint_names)}")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """The `telemetry:` section. Only DDS today; kept as a section so other sinks can join it."""
+
+    dds: DdsConfig = field(default_factory=DdsConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict | None, where: str = "telemetry") -> TelemetryConfig:
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - {"dds"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are ['dds']")
+        return cls(dds=DdsConfig.from_dict(raw.get("dds"), f"{where}.dds"))
+
+
+def _str_list(value, where: str) -> list[str]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    return list(value)

@@ -1,0 +1,352 @@
+"""TelemetryNode: the runtime's DDS participant (telemetry out, operator commands in).
+
+It is an observer of the runtime: the app calls on_joint_state / on_command / on_status /
+on_episode_event from its own (non-control) threads. Those calls only append to bounded deques
+and set an Event, so they never block on the network; three named threads do the DDS work:
+
+- dds-publish: drains the joint deques onto rt/dexgrasp/joint_states and joint_commands
+  (best-effort) and publishes rt/dexgrasp/status (reliable, transient-local) at status_rate_hz
+  and right after a command result (at most every MIN_STATUS_GAP_S, so floods stay bounded);
+- dds-command-read: takes rt/dexgrasp/command samples, validates them (commands.parse_command)
+  and offers them to the CommandGate (rate limit, bound, age);
+- dds-command-dispatch: pops the gate and calls the runtime's submit callback, so a slow runtime
+  never stalls the DDS reader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from runtime.clock import Clock
+from runtime.errors import require
+from runtime.telemetry import qos
+from runtime.telemetry.commands import Command, CommandGate, CommandRejected, parse_command
+from runtime.telemetry.config import DdsConfig
+from runtime.telemetry.joint import joint_sample
+
+log = logging.getLogger(__name__)
+
+STATUS_SCHEMA = "dexgrasp.status/1"
+MIN_STATUS_GAP_S = 0.05
+READ_BATCH = 64
+THREAD_JOIN_TIMEOUT_S = 2.0
+
+SubmitFn = Callable[[dict], object]
+
+
+def jsonable(value):
+    """`value` made JSON-serialisable (numpy scalars/arrays, tuples, sets, non-finite floats)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class TelemetryNode:
+    """Publishes joint states/commands and status; validates operator commands and submits them.
+
+    Lifecycle: `start()` creates the participant and threads (blocks < ~100 ms); `stop()` signals
+    the threads, joins each with a timeout and deletes the DDS entities. Also a context manager.
+    Observer methods never block (bounded deques; the oldest sample is dropped and counted).
+    """
+
+    def __init__(self, cfg: DdsConfig, submit: SubmitFn | None = None, clock: Clock | None = None,
+                 name: str = "dexgrasp") -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.name = name
+        self.clock = clock or Clock()
+        self._submit = submit
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._joint_q: deque = deque()
+        self._runtime_status: dict = {}
+        self._last_event: dict | None = None
+        self._results: deque[dict] = deque(maxlen=10)
+        self._status_dirty = False
+        self._seq = 0
+        self.gate = CommandGate(cfg.command_queue, cfg.command_max_age_s, cfg.command_rate_hz,
+                                cfg.command_burst, self.clock)
+        self._gate_ready = threading.Event()
+        self.counters = {
+            "joint_states_published": 0, "joint_commands_published": 0, "joint_samples_dropped": 0,
+            "bad_joint_samples": 0, "status_published": 0, "undecodable_commands": 0,
+            "publish_errors": 0, "submit_errors": 0,
+        }
+        self._threads: list[threading.Thread] = []
+        self._dp = None
+        # wall clock = monotonic + offset, fixed at construction: stamps stay monotonic even if NTP steps
+        self._wall_offset_s = time.time() - time.monotonic()
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> TelemetryNode:
+        require("cyclonedds", "dds", "DDS telemetry")
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+        from cyclonedds.pub import DataWriter
+        from cyclonedds.sub import DataReader
+        from cyclonedds.topic import Topic
+
+        from runtime.telemetry.types import JointState_, String_
+
+        self._dp = dp = qos.participant(self.cfg)
+        t_js = Topic(dp, qos.TOPIC_JOINT_STATES, JointState_, qos=qos.telemetry_qos())
+        t_jc = Topic(dp, qos.TOPIC_JOINT_COMMANDS, JointState_, qos=qos.telemetry_qos())
+        t_st = Topic(dp, qos.TOPIC_STATUS, String_, qos=qos.status_qos())
+        t_cmd = Topic(dp, qos.TOPIC_COMMAND, String_, qos=qos.command_qos())
+        self._w_states = DataWriter(dp, t_js, qos=qos.telemetry_qos())
+        self._w_commands = DataWriter(dp, t_jc, qos=qos.telemetry_qos())
+        self._w_status = DataWriter(dp, t_st, qos=qos.status_qos())
+        self._r_command = DataReader(dp, t_cmd, qos=qos.command_qos())
+        self._waitset = WaitSet(dp)
+        self._read_cond = ReadCondition(self._r_command, SampleState.Any | ViewState.Any | InstanceState.Any)
+        self._waitset.attach(self._read_cond)
+        self._types = (JointState_, String_)
+        for target, tname in ((self._publish_loop, "dds-publish"), (self._read_loop, "dds-command-read"),
+                              (self._dispatch_loop, "dds-command-dispatch")):
+            th = threading.Thread(target=self._guard(target, tname), name=tname, daemon=True)
+            th.start()
+            self._threads.append(th)
+        self._publish_status()
+        log.info("DDS telemetry on domain %d (%s)", self.cfg.domain_id, qos.domain_xml(self.cfg) or "CYCLONEDDS_URI/defaults")
+        return self
+
+    def stop(self, timeout_s: float = THREAD_JOIN_TIMEOUT_S) -> None:
+        """Stop the threads (each joined with timeout_s) and delete the participant."""
+        self._stop.set()
+        self._wake.set()
+        self._gate_ready.set()
+        for th in self._threads:
+            th.join(timeout_s)
+            if th.is_alive():
+                log.warning("telemetry thread %s still alive after %.1f s", th.name, timeout_s)
+        self._threads.clear()
+        # cyclonedds deletes a C entity when its Python object goes; the participant owns the rest
+        self._waitset = self._read_cond = self._r_command = self._w_status = self._w_commands = self._w_states = None
+        self._dp = None
+
+    def __enter__(self) -> TelemetryNode:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def set_submit(self, submit: SubmitFn | None) -> None:
+        """Where validated commands go (the app's submit_command). Thread-safe."""
+        with self._lock:
+            self._submit = submit
+
+    # ---------------------------------------------------------------- observer interface
+    def on_joint_state(self, state) -> None:
+        self._enqueue_joint("state", state, None)
+
+    def on_command(self, sent_positions, t: float | None = None) -> None:
+        self._enqueue_joint("command", sent_positions, t)
+
+    def on_status(self, status: dict) -> None:
+        with self._lock:
+            self._runtime_status = dict(status)
+
+    def on_episode_event(self, event: dict) -> None:
+        with self._lock:
+            self._last_event = dict(event)
+            self._status_dirty = True
+        self._wake.set()
+
+    def _enqueue_joint(self, kind: str, obj, t: float | None) -> None:
+        t_wall = time.time()
+        with self._lock:
+            if len(self._joint_q) >= self.cfg.telemetry_queue:
+                self._joint_q.popleft()
+                self.counters["joint_samples_dropped"] += 1
+            self._joint_q.append((kind, obj, t, t_wall))
+        self._wake.set()
+
+    # ---------------------------------------------------------------- threads
+    def _guard(self, fn, tname):
+        def run():
+            try:
+                fn()
+            except Exception:  # a dead telemetry thread must be loud, but must not take the runtime down
+                log.exception("telemetry thread %s died", tname)
+        return run
+
+    def _publish_loop(self) -> None:
+        period_s = 1.0 / self.cfg.status_rate_hz
+        t0 = self.clock.now()
+        k = 1
+        last_status = -math.inf
+        while not self._stop.is_set():
+            # Rate.sleep() cannot be woken early, and joint samples must go out as they come:
+            # wait on the wake Event until the next absolute status deadline instead (or until an
+            # event-driven status is due, at most every MIN_STATUS_GAP_S so floods stay bounded).
+            deadline = t0 + k * period_s
+            now = self.clock.now()
+            due = min(deadline, last_status + MIN_STATUS_GAP_S) if self._status_dirty else deadline
+            self._wake.wait(max(0.0, due - now))
+            self._wake.clear()
+            self._drain_joints()
+            now = self.clock.now()
+            if now >= deadline:
+                k = int((now - t0) // period_s) + 1  # skip missed deadlines, never burst
+                self._publish_status()
+                last_status = now
+            elif self._status_dirty and now - last_status >= MIN_STATUS_GAP_S:
+                self._publish_status()
+                last_status = now
+
+    def _drain_joints(self) -> None:
+        JointState_, _ = self._types
+        from runtime.telemetry.types import Header_, stamp_from_seconds
+
+        while True:
+            with self._lock:
+                if not self._joint_q:
+                    return
+                kind, obj, t, t_wall = self._joint_q.popleft()
+            try:
+                js = joint_sample(obj, t)
+            except ValueError as exc:
+                self.counters["bad_joint_samples"] += 1
+                log.debug("telemetry: skipping joint %s sample: %s", kind, exc)
+                continue
+            stamp_s = js.t + self._wall_offset_s if js.t is not None else t_wall
+            names = list(self.cfg.joint_names[: js.position.size])
+            names += [f"joint_{i}" for i in range(len(names), js.position.size)]
+            msg = JointState_(
+                header=Header_(stamp=stamp_from_seconds(stamp_s), frame_id=self.cfg.frame_id),
+                name=names,
+                position=js.position.tolist(),
+                velocity=[] if js.velocity is None else js.velocity.tolist(),
+                effort=[] if js.effort is None else js.effort.tolist(),
+            )
+            writer = self._w_states if kind == "state" else self._w_commands
+            try:
+                writer.write(msg)
+            except Exception as exc:  # DDSException: count and keep publishing the next sample
+                self.counters["publish_errors"] += 1
+                log.warning("telemetry: write on %s failed: %s", kind, exc)
+                continue
+            self.counters["joint_states_published" if kind == "state" else "joint_commands_published"] += 1
+
+    def status_document(self) -> dict:
+        """The JSON document published on rt/dexgrasp/status (also useful for logs and tests)."""
+        with self._lock:
+            self._seq += 1
+            doc = {
+                "schema": STATUS_SCHEMA,
+                "node": self.name,
+                "seq": self._seq,
+                "t_wall": time.time(),
+                "runtime": jsonable(self._runtime_status),
+                "last_event": jsonable(self._last_event),
+                "command_results": list(self._results),
+                "commands": self.gate.counters.as_dict(),
+                "telemetry": dict(self.counters),
+                "submit_attached": self._submit is not None,
+            }
+            self._status_dirty = False
+        return doc
+
+    def _publish_status(self) -> None:
+        _, String_ = self._types
+        doc = self.status_document()
+        try:
+            self._w_status.write(String_(data=json.dumps(doc, allow_nan=False)))
+            self.counters["status_published"] += 1
+        except Exception as exc:
+            self.counters["publish_errors"] += 1
+            log.warning("telemetry: status write failed: %s", exc)
+
+    def _result(self, cmd_id, name, result: str, reason: str | None = None) -> None:
+        entry = {"id": cmd_id, "cmd": name, "result": result, "reason": reason, "t_wall": time.time()}
+        with self._lock:
+            self._results.append(entry)
+            self._status_dirty = True
+        if result != "accepted":
+            log.info("telemetry: command %s (%s) %s: %s", name, cmd_id, result, reason)
+        self._wake.set()
+
+    def _read_loop(self) -> None:
+        from cyclonedds.util import duration
+
+        while not self._stop.is_set():
+            self._waitset.wait(duration(milliseconds=100))
+            try:
+                samples = self._r_command.take(N=READ_BATCH)
+            except Exception as exc:  # undecodable sample: count it, keep reading
+                self.counters["undecodable_commands"] += 1
+                log.warning("telemetry: could not decode a command sample: %s", exc)
+                continue
+            now_ns = time.time_ns()
+            for sample in samples:
+                info = sample.sample_info
+                if not info.valid_data:
+                    continue
+                self._handle_command_text(sample.data, max(0.0, (now_ns - info.source_timestamp) * 1e-9))
+
+    def _handle_command_text(self, text: str, age_s: float) -> None:
+        """Validate one command and offer it to the gate (also the entry point for tests/other links)."""
+        try:
+            cmd = parse_command(text, self.clock.now())
+        except CommandRejected as exc:
+            self.gate.reject()
+            self._result(exc.cmd_id, exc.name, "rejected", exc.reason)
+            return
+        drop = self.gate.offer(cmd, age_s)
+        if drop is not None:
+            self._result(cmd.cmd_id, cmd.name, "dropped", drop)
+        else:
+            self._gate_ready.set()
+
+    def _dispatch_loop(self) -> None:
+        while not self._stop.is_set():
+            self._gate_ready.wait(0.2)
+            self._gate_ready.clear()
+            while not self._stop.is_set():
+                cmd = self.gate.pop()
+                for stale in self.gate.take_stale():
+                    self._result(stale.cmd_id, stale.name, "dropped", "stale: waited too long in the queue")
+                if cmd is None:
+                    break
+                self._dispatch(cmd)
+
+    def _dispatch(self, cmd: Command) -> None:
+        with self._lock:
+            submit = self._submit
+        if submit is None:
+            self._result(cmd.cmd_id, cmd.name, "rejected", "no runtime attached to this telemetry node")
+            return
+        try:
+            answer = submit(cmd.as_submit_dict())
+        except (ValueError, RuntimeError, TimeoutError) as exc:  # the runtime refused it, with a reason
+            self._result(cmd.cmd_id, cmd.name, "rejected", str(exc))
+            return
+        except Exception as exc:
+            self.counters["submit_errors"] += 1
+            log.exception("telemetry: submit_command raised")
+            self._result(cmd.cmd_id, cmd.name, "rejected", f"runtime error: {type(exc).__name__}: {exc}")
+            return
+        if answer is False or (isinstance(answer, dict) and answer.get("accepted") is False):
+            reason = answer.get("reason") if isinstance(answer, dict) else None
+            self._result(cmd.cmd_id, cmd.name, "rejected", reason or "refused by the runtime")
+            return
+        self.gate.accepted()
+        self._result(cmd.cmd_id, cmd.name, "accepted")
