@@ -1,0 +1,217 @@
+"""The runtime config schema: typed, validated on load, units in field names.
+
+Every section forbids unknown keys (a typo must not silently fall back to a default); the loader
+turns pydantic's errors into one line per problem naming the file, the field and the bad value, with
+a did-you-mean for misspelt keys. Sections owned by other components (planner, telemetry,
+recording) keep their own option dicts, passed unchanged to those components' factories.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ARM_JOINTS = 7
+HAND_JOINTS = 6
+N_JOINTS = ARM_JOINTS + HAND_JOINTS
+
+# Upstream DexGraspVLA's arm limits (radians); the hand joints are normalised to [0, 1].
+DEFAULT_ARM_LOWER_RAD = [-3.1, -2.268, -3.1, -2.355, -3.1, -2.233, -6.28]
+DEFAULT_ARM_UPPER_RAD = [3.1, 2.268, 3.1, 2.355, 3.1, 2.233, 6.28]
+DEFAULT_JOINT_NAMES = [f"arm_joint_{i + 1}" for i in range(ARM_JOINTS)] + [
+    f"hand_joint_{i + 1}" for i in range(HAND_JOINTS)
+]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_len(name: str, values: list[float] | None, n: int) -> None:
+    if values is not None and len(values) != n:
+        raise ValueError(f"{name} needs {n} values, got {len(values)}")
+
+
+class RobotConfig(Section):
+    """Joint layout: 7 arm joints (radians) then 6 hand joints (normalised [0, 1])."""
+
+    joint_names: list[str] = Field(default_factory=lambda: list(DEFAULT_JOINT_NAMES))
+    arm_lower_rad: list[float] = Field(default_factory=lambda: list(DEFAULT_ARM_LOWER_RAD))
+    arm_upper_rad: list[float] = Field(default_factory=lambda: list(DEFAULT_ARM_UPPER_RAD))
+    hand_lower: list[float] = Field(default_factory=lambda: [0.0] * HAND_JOINTS)
+    hand_upper: list[float] = Field(default_factory=lambda: [1.0] * HAND_JOINTS)
+    # Where the emulator starts; on a real robot the measured state is used instead.
+    home_positions: list[float] = Field(default_factory=lambda: [0.0] * N_JOINTS)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> RobotConfig:
+        _check_len("joint_names", self.joint_names, N_JOINTS)
+        _check_len("arm_lower_rad", self.arm_lower_rad, ARM_JOINTS)
+        _check_len("arm_upper_rad", self.arm_upper_rad, ARM_JOINTS)
+        _check_len("hand_lower", self.hand_lower, HAND_JOINTS)
+        _check_len("hand_upper", self.hand_upper, HAND_JOINTS)
+        _check_len("home_positions", self.home_positions, N_JOINTS)
+        lower = self.arm_lower_rad + self.hand_lower
+        upper = self.arm_upper_rad + self.hand_upper
+        for i, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
+            if not lo < hi:
+                raise ValueError(f"joint {self.joint_names[i]}: lower limit {lo} must be < upper limit {hi}")
+        return self
+
+    @property
+    def lower(self) -> list[float]:
+        return self.arm_lower_rad + self.hand_lower
+
+    @property
+    def upper(self) -> list[float]:
+        return self.arm_upper_rad + self.hand_upper
+
+
+class RealtimeConfig(Section):
+    """Optional real-time scheduling for the control loop thread (applied when permitted)."""
+
+    sched_fifo_priority: int | None = Field(default=None, ge=1, le=99)
+    cpu_affinity: list[int] | None = None
+    mlockall: bool = False
+    # Python's GIL hand-off interval while the runtime runs (default 5 ms is far too long for 200 Hz).
+    switch_interval_ms: float = Field(default=0.5, gt=0, le=10)
+
+
+class ControlConfig(Section):
+    rate_hz: float = Field(default=200.0, gt=0, le=2000)
+    # Rate the policy's actions are spaced at (upstream data rate: 20 Hz).
+    action_rate_hz: float = Field(default=20.0, gt=0, le=1000)
+    interpolation: Literal["linear", "cubic", "hold"] = "linear"
+    realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
+
+    @model_validator(mode="after")
+    def _rates(self) -> ControlConfig:
+        if self.action_rate_hz > self.rate_hz:
+            raise ValueError(
+                f"action_rate_hz ({self.action_rate_hz}) must not exceed rate_hz ({self.rate_hz})"
+            )
+        return self
+
+
+class ExecutionConfig(Section):
+    """How chunks become setpoints.
+
+    mode "timed": actions are stamped t_obs + i*dt, actions already past are dropped, the next chunk
+    is requested early (from measured latency) so the robot never waits, overlapping chunks blend.
+    mode "upstream": like DexGraspVLA's inference.py: run the first `upstream_execute_n` actions
+    from the moment the chunk arrives, then ask for the next one (the robot holds meanwhile).
+    """
+
+    mode: Literal["timed", "upstream"] = "timed"
+    upstream_execute_n: int = Field(default=6, ge=1)
+    blend: Literal["latest", "weighted", "crossfade"] = "crossfade"
+    crossfade_steps: int = Field(default=4, ge=1)  # in action steps (4 x 50 ms = 200 ms at 20 Hz)
+    weighted_decay_per_s: float = Field(default=2.0, ge=0)
+    # Request the next chunk when the current one has (latency estimate + margin) left.
+    request_margin_s: float = Field(default=0.3, ge=0)
+    latency_percentile: float = Field(default=90.0, gt=0, le=100)
+    initial_latency_estimate_s: float = Field(default=2.0, ge=0)
+
+
+class SafetyConfig(Section):
+    # Per joint (13 values) or one value for the arm and one for the hand.
+    max_velocity_arm_rad_s: float = Field(default=1.0, gt=0)
+    max_velocity_hand_per_s: float = Field(default=2.0, gt=0)
+    max_acceleration_arm_rad_s2: float = Field(default=8.0, gt=0)
+    max_acceleration_hand_per_s2: float = Field(default=20.0, gt=0)
+    # Never run the policy on a frame older than this.
+    max_observation_age_ms: float = Field(default=250.0, gt=0)
+    # Never execute an action whose observation is older than this (default: one 64-step chunk).
+    max_action_age_s: float = Field(default=3.3, gt=0)
+    # The loop holds when the robot state or the head camera is older than this.
+    max_state_age_ms: float = Field(default=50.0, gt=0)
+    max_perception_age_ms: float = Field(default=500.0, gt=0)
+    # Re-arm on our own after a link loss clears (sim); on a real robot keep false (operator re-arms).
+    auto_rearm: bool = False
+
+
+class CameraConfig(Section):
+    serial: str | None = None
+    width: int = Field(default=640, gt=0)
+    height: int = Field(default=480, gt=0)
+    fps: float = Field(default=30.0, gt=0)
+    bag_path: str | None = None
+
+
+class CamerasConfig(Section):
+    kind: Literal["synthetic", "realsense"] = "synthetic"
+    head: CameraConfig = Field(default_factory=CameraConfig)
+    wrist: CameraConfig = Field(default_factory=CameraConfig)
+    frame_timeout_ms: float = Field(default=500.0, gt=0)
+    seed: int = 0
+
+
+class TrackerConfig(Section):
+    kind: Literal["classical", "none"] = "classical"
+    # Initialise the tracker from this head-image box [x1, y1, x2, y2] (pixels) without a planner.
+    manual_box_xyxy: list[float] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("manual_box_xyxy")
+    @classmethod
+    def _box(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) != 4:
+            raise ValueError(f"needs 4 values [x1, y1, x2, y2], got {len(v)}")
+        if not (v[2] > v[0] and v[3] > v[1]):
+            raise ValueError(f"box must have x2 > x1 and y2 > y1, got {v}")
+        return v
+
+
+class PolicyConfig(Section):
+    backend: Literal["onnxruntime", "tensorrt", "fake"] = "onnxruntime"
+    # Exported controller directory; null = make (once) and cache a small random-weight model.
+    model_dir: str | None = None
+    providers: list[str] | None = None
+    threads: int | None = Field(default=None, ge=1)
+    # For the auto-made model: `dexgrasp make-checkpoint --preset PRESET --seed SEED`.
+    preset: str = "small"
+    seed: int = 0
+    # Fake policy only: simulated inference time.
+    fake_latency_ms: float = Field(default=200.0, ge=0)
+
+
+class BridgeConfig(Section):
+    kind: Literal["emulator", "serial", "fake"] = "emulator"
+    port: str | None = None
+    baudrate: int = Field(default=1_000_000, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _port(self) -> BridgeConfig:
+        if self.kind == "serial" and not self.port:
+            raise ValueError("bridge.kind 'serial' needs bridge.port (e.g. /dev/ttyACM0)")
+        return self
+
+
+class PlannerConfig(Section):
+    enabled: bool = True
+    backend: Literal["local", "remote"] = "local"
+    address: str | None = None
+    prompt: str = "grasp the red block"
+    # Start an episode with `prompt` as soon as the runtime is up (sim/demo).
+    autostart: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RuntimeConfig(Section):
+    name: str = "sim"
+    robot: RobotConfig = Field(default_factory=RobotConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    cameras: CamerasConfig = Field(default_factory=CamerasConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    bridge: BridgeConfig = Field(default_factory=BridgeConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    # Passed unchanged to runtime.telemetry / runtime.recording factories when those are installed.
+    telemetry: dict[str, Any] | None = None
+    recording: dict[str, Any] | None = None

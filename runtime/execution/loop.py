@@ -1,0 +1,335 @@
+"""The fixed-rate control loop: robot state in, one safe joint command out, every cycle.
+
+Per cycle (paced by runtime.rate.Rate on absolute deadlines): read the latest robot state from the
+bridge, take a new chunk if the policy worker produced one, pick the setpoint for now (or hold),
+pass it through the safety filter, send it, and ask for the next chunk when it is time. Nothing in
+a cycle blocks: inference, tracking, capture and telemetry live in other threads and hand over
+through mailboxes and bounded queues. The loop holds (decelerates within limits and stays) when
+the chunk, the perception or the robot state is stale, and says why (`hold_reason`, events).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from runtime.clock import Clock
+from runtime.errors import DexGraspError, StaleDataError
+from runtime.execution.executor import ChunkExecutor
+from runtime.execution.requests import ChunkRequests
+from runtime.execution.safety import SafetyFilter
+from runtime.mailbox import Mailbox
+from runtime.rate import Rate
+from runtime.stats import LatencyStats
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[..., None]
+
+
+def _no_publish(kind: str, *args: Any) -> None:
+    return None
+
+
+class ControlLoop:
+    """Owns the executor and the safety filter; talks to the bridge. See module docstring.
+
+    bridge: BridgeHost-like (latest_state(max_age_s), send_targets(q, t_target), arm(), disarm(),
+            protective_stop(), clear_stop(), link_up, needs_rearm).
+    perception_age_s: callable(now) -> age of the newest head frame (inf if none).
+    publish: callable(kind, *args), must not block (the app's telemetry dispatcher).
+    """
+
+    def __init__(
+        self,
+        bridge,
+        executor: ChunkExecutor,
+        safety: SafetyFilter,
+        chunks: Mailbox,
+        requests: ChunkRequests,
+        rate_hz: float,
+        clock: Clock | None = None,
+        max_state_age_s: float = 0.05,
+        max_perception_age_s: float = 0.5,
+        perception_age_s: Callable[[float], float] | None = None,
+        auto_rearm: bool = False,
+        publish: Publish | None = None,
+        stop_hold_s: float = 0.5,
+        on_thread_start: Callable[[], Any] | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.executor = executor
+        self.safety = safety
+        self.chunks = chunks
+        self.requests = requests
+        self.clock = clock or Clock()
+        self.rate = Rate(rate_hz, self.clock, name="control")
+        self.period_s = 1.0 / rate_hz
+        self.max_state_age_s = max_state_age_s
+        self.max_perception_age_s = max_perception_age_s
+        self.perception_age_s = perception_age_s or (lambda now: 0.0)
+        self.auto_rearm = auto_rearm
+        self.publish = publish or _no_publish
+        self.stop_hold_s = stop_hold_s
+        self.on_thread_start = on_thread_start
+
+        self.policy_enabled = threading.Event()
+        self._commands: queue.Queue = queue.Queue(maxsize=64)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._chunk_seq = 0
+        self._need_resync = True
+        self._stopped = False  # protective stop latched until "clear"
+        self.hold_reason: str | None = "starting"
+        self.hold_cycles: Counter = Counter()
+        self.events: deque = deque(maxlen=200)
+        self.errors: list[str] = []
+        self.commands_sent = 0
+        self.send_errors = 0
+        self.cycle_work = LatencyStats(200_000)
+        self.last_command: np.ndarray | None = None
+        self.last_state = None
+        self.thread_setup: Any = None
+        self._t_started = math.nan
+
+    # ---- thread-safe controls (any thread) -------------------------------------------------------
+    def submit(self, command: str, **kwargs: Any) -> bool:
+        """Queue a command for the loop thread ('stop', 'clear', 'enable', 'disable'). Never blocks;
+        False if the queue is full (the loop is wedged, which the report will show)."""
+        try:
+            self._commands.put_nowait((command, kwargs))
+            return True
+        except queue.Full:
+            self._note_error(f"command queue full, dropped '{command}'")
+            return False
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("control loop already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        """Ask the loop to hold, disarm and exit; join with a timeout (warns if still alive)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("control-loop thread still alive %.1f s after stop", timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        if self.on_thread_start is not None:
+            try:
+                self.thread_setup = self.on_thread_start()
+            except Exception as exc:  # real-time setup is optional: report and carry on
+                self._note_error(f"control thread setup failed: {exc!r}")
+        self._t_started = self.clock.now()
+        try:
+            while not self._stop.is_set():
+                tick = self.rate.sleep()
+                t0 = time.perf_counter()
+                self.step(self.clock.now(), tick.deadline + self.period_s)
+                self.cycle_work.add(time.perf_counter() - t0)
+            self._safe_stop()
+        except Exception as exc:
+            self._note_error(f"control loop crashed: {exc!r}")
+            log.exception("control loop crashed; protective stop")
+            self._try(self.bridge.protective_stop, "protective_stop")
+            raise
+
+    def _safe_stop(self) -> None:
+        """Hold (decelerate within limits) for up to stop_hold_s, then disarm."""
+        self.policy_enabled.clear()
+        self.executor.clear()
+        deadline = self.clock.now() + self.stop_hold_s
+        while self.clock.now() < deadline and not self._stopped and not self._need_resync:
+            tick = self.rate.sleep()
+            self.step(self.clock.now(), tick.deadline + self.period_s)
+            if np.max(np.abs(self.safety.velocity)) < 1e-6:
+                break
+        self._try(self.bridge.disarm, "disarm")
+        self._event("stopped: held and disarmed")
+
+    def step(self, now: float, t_target: float) -> np.ndarray | None:
+        """One cycle at time `now`; returns the command sent (None if nothing was sent)."""
+        self._drain_commands(now)
+        state = self._read_state()
+        if self._stopped:
+            return self._hold("protective_stop", now, send=False)
+        if state is None:
+            self._need_resync = True
+            return self._hold("robot_state_stale" if self.bridge.link_up else "link_down", now, send=False)
+        self.last_state = state
+        self.publish("joint_state", state)
+        if self._need_resync and not self._resync(state, now):
+            return None
+
+        item = self.chunks.peek()
+        if item is not None and item.seq != self._chunk_seq:
+            self._chunk_seq = item.seq
+            if not self.executor.offer(item.value, now):
+                self._event(f"chunk rejected: {self.executor.last_reject_reason}")
+
+        target, reason = None, None
+        enabled = self.policy_enabled.is_set()
+        perception_age = self.perception_age_s(now)
+        if not enabled:
+            reason = "policy_disabled"
+        elif perception_age > self.max_perception_age_s:
+            reason = "perception_stale"
+        else:
+            target = self.executor.setpoint(now)
+            if target is None:
+                reason = "waiting_for_chunk"
+        q_cmd, accepted = self.safety.apply(target)
+        if not accepted:
+            reason = "nonfinite_target"
+        self._set_hold(reason, now, perception_age)
+        sent = self._send(q_cmd, t_target)
+        if enabled and perception_age <= self.max_perception_age_s and self.executor.should_request(
+            now, self.requests.in_flight
+        ):
+            if self.requests.request(now):
+                self.executor.note_request()
+        return sent
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _read_state(self):
+        try:
+            return self.bridge.latest_state(self.max_state_age_s)
+        except StaleDataError:
+            return None
+
+    def _resync(self, state, now: float) -> bool:
+        """Restart the command stream from the measured position (after start, link loss, stop)."""
+        if getattr(self.bridge, "needs_rearm", False) or not getattr(self.bridge, "armed", True):
+            if not (self.auto_rearm or self.hold_reason == "starting"):
+                self._hold("needs_rearm", now, send=False)
+                return False
+            if not self._try(self.bridge.arm, "arm"):
+                self._hold("arm_failed", now, send=False)
+                return False
+        positions = np.asarray(state.positions, dtype=np.float64)
+        self.safety.reset(positions)
+        self.executor.clear()
+        self.requests.cancel()
+        self._need_resync = False
+        self._event("command stream (re)synchronised to the measured position")
+        return True
+
+    def _send(self, q_cmd: np.ndarray, t_target: float) -> np.ndarray | None:
+        try:
+            sent = self.bridge.send_targets(q_cmd, t_target)
+        except (DexGraspError, OSError, ValueError) as exc:
+            self.send_errors += 1
+            self._need_resync = True
+            self._note_error(f"send_targets failed: {exc}")
+            return None
+        self.commands_sent += 1
+        self.last_command = q_cmd
+        self.publish("command", q_cmd, t_target)
+        return sent
+
+    def _hold(self, reason: str, now: float, send: bool) -> None:
+        self._set_hold(reason, now, None)
+        return None
+
+    def _set_hold(self, reason: str | None, now: float, perception_age: float | None) -> None:
+        if reason is not None:
+            self.hold_cycles[reason] += 1
+        if reason != self.hold_reason:
+            if reason is None:
+                self._event(f"executing (was holding: {self.hold_reason})")
+            else:
+                detail = ""
+                if reason == "perception_stale" and perception_age is not None:
+                    detail = f" (head frame {perception_age * 1e3:.0f} ms old, max {self.max_perception_age_s * 1e3:.0f} ms)"
+                elif reason == "waiting_for_chunk" and self.executor.last_reject_reason:
+                    detail = f" ({self.executor.last_reject_reason})"
+                self._event(f"holding: {reason}{detail}")
+            self.hold_reason = reason
+            self.publish("status", self.status())
+
+    def _drain_commands(self, now: float) -> None:
+        while True:
+            try:
+                command, kwargs = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command == "stop":
+                self._try(self.bridge.protective_stop, "protective_stop")
+                self._stopped = True
+                self.policy_enabled.clear()
+                self.executor.clear()
+                self._event("protective stop (commanded)")
+            elif command == "clear":
+                if self._stopped:
+                    self._try(self.bridge.clear_stop, "clear_stop")
+                    self._stopped = False
+                    self._need_resync = True
+                    self.hold_reason = "starting"  # clearing a stop re-arms from the measured position
+                    self._event("protective stop cleared")
+            elif command == "enable":
+                self.policy_enabled.set()
+            elif command == "disable":
+                self.policy_enabled.clear()
+                self.executor.clear()
+                self.requests.cancel()
+            else:
+                self._note_error(f"unknown loop command {command!r}")
+
+    def _try(self, fn: Callable[[], Any], what: str) -> bool:
+        try:
+            fn()
+            return True
+        except (DexGraspError, OSError, ValueError, RuntimeError) as exc:
+            self._note_error(f"bridge {what} failed: {exc}")
+            return False
+
+    def _event(self, text: str) -> None:
+        t = self.clock.now() - (self._t_started if math.isfinite(self._t_started) else 0.0)
+        self.events.append((round(t, 4), text))
+        log.info("control: %s", text)
+        self.publish("episode_event", {"source": "control", "t": t, "event": text})
+
+    def _note_error(self, text: str) -> None:
+        if len(self.errors) < 100:
+            self.errors.append(text)
+        log.warning("control: %s", text)
+
+    def status(self) -> dict:
+        return {
+            "hold_reason": self.hold_reason,
+            "policy_enabled": self.policy_enabled.is_set(),
+            "protective_stop": self._stopped,
+            "commands_sent": self.commands_sent,
+        }
+
+    def report(self) -> dict:
+        r = self.rate.report()
+        return {
+            **r,
+            "cycle_work_us": {k: v for k, v in self.cycle_work.summary_us().items() if k in ("p50", "p99", "max")},
+            "commands_sent": self.commands_sent,
+            "send_errors": self.send_errors,
+            "hold_cycles": dict(self.hold_cycles),
+            "hold_reason_at_end": self.hold_reason,
+            "safety": self.safety.counters.as_dict(),
+            "executor": self.executor.counters.as_dict(),
+            "events": list(self.events)[-50:],
+            "thread_setup": self.thread_setup,
+        }

@@ -1,0 +1,1 @@
+"""Worker threads beside the control loop: policy inference, tracking, camera capture, telemetry."""
