@@ -1,0 +1,74 @@
+"""Recorder settings: the `recording:` section of a runtime config (or `--record DIR`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from runtime.errors import ConfigError
+
+COMPRESSORS = ("lz4", "zstd", "none")
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """Where and how episodes are written.
+
+    chunk_frames: frames per zarr chunk and per journal entry; a crash loses at most the frames of
+        the chunk being filled (plus what was still queued). Smaller = less lost, more files.
+    queue_frames: frames buffered between the runtime and the writer thread; beyond it frames are
+        dropped and counted (the runtime never waits for the disk).
+    arm_joint_limits: optional {"lower": [7], "upper": [7]} (robot units). When given, the first 7
+        state/action values are stored scaled to [-1, 1] like upstream's get_state(); without it
+        they are stored as the runtime hands them over.
+    """
+
+    dir: str
+    video: bool = True
+    video_fps: float = 20.0
+    chunk_frames: int = 16
+    queue_frames: int = 64
+    compressor: str = "lz4"
+    min_free_mb: float = 256.0
+    fsync: bool = True
+    state_dim: int = 13
+    max_pending_frames: int = 8
+    arm_joint_limits: dict | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict | None, where: str = "recording") -> RecordingConfig:
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        if not raw.get("dir"):
+            raise ConfigError(f"{where}.dir: a directory to record into is required")
+        cfg = cls(**raw)
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "recording") -> None:
+        if not isinstance(self.dir, (str, Path)) or not str(self.dir):
+            raise ConfigError(f"{where}.dir: expected a path, got {self.dir!r}")
+        for name in ("chunk_frames", "queue_frames", "state_dim", "max_pending_frames"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{where}.{name}: expected a positive integer, got {value!r}")
+        for name in ("video_fps",):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{where}.{name}: expected a positive number, got {value!r}")
+        if not (isinstance(self.min_free_mb, (int, float)) and self.min_free_mb >= 0):
+            raise ConfigError(f"{where}.min_free_mb: expected a number >= 0, got {self.min_free_mb!r}")
+        if self.compressor not in COMPRESSORS:
+            raise ConfigError(f"{where}.compressor: expected one of {list(COMPRESSORS)}, got {self.compressor!r}")
+        if self.arm_joint_limits is not None:
+            lim = self.arm_joint_limits
+            ok = isinstance(lim, dict) and set(lim) == {"lower", "upper"} and all(
+                isinstance(lim[k], (list, tuple)) and len(lim[k]) == 7 for k in ("lower", "upper"))
+            if not ok:
+                raise ConfigError(f"{where}.arm_joint_limits: expected {{lower: [7 numbers], upper: [7 numbers]}}, got {lim!r}")
+            if any(hi <= lo for lo, hi in zip(lim["lower"], lim["upper"], strict=True)):
+                raise ConfigError(f"{where}.arm_joint_limits: every upper must exceed its lower, got {lim!r}")

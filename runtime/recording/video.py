@@ -1,0 +1,73 @@
+"""The per-episode video people watch: head | wrist | head with the mask overlaid.
+
+Upstream's record_frame writes wrist | head | green mask side by side with OpenCV's VideoWriter;
+we keep that idea (one frame per recorded step) with the mask blended onto the head image so the
+tracked object is visible in context. Encoding runs on the recorder's writer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MASK_BGR = np.array([0, 255, 0], dtype=np.float32)
+MASK_ALPHA = 0.5
+
+
+def compose_frame(head_bgr: np.ndarray, wrist_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One video frame (H, 3W', 3) uint8: head | wrist resized to the head's height | overlay."""
+    h = head_bgr.shape[0]
+    if wrist_bgr.shape[0] != h:
+        w = max(1, round(wrist_bgr.shape[1] * h / wrist_bgr.shape[0]))
+        wrist_bgr = cv2.resize(wrist_bgr, (w, h), interpolation=cv2.INTER_AREA)
+    overlay = head_bgr.copy()
+    on = mask > 0
+    overlay[on] = (head_bgr[on] * (1 - MASK_ALPHA) + MASK_BGR * MASK_ALPHA).astype(np.uint8)
+    return np.hstack([head_bgr, wrist_bgr, overlay])
+
+
+class VideoSink:
+    """An OpenCV VideoWriter opened on the first frame (size known then); mp4v .mp4, or MJPG .avi
+    when this OpenCV build cannot write mp4. A failing video never stops the data recording."""
+
+    def __init__(self, stem: Path, fps: float) -> None:
+        self.stem = stem
+        self.fps = fps
+        self.path: Path | None = None
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+        self.errors = 0
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        if self._size is None:
+            self._open(frame_bgr.shape[1], frame_bgr.shape[0])
+        if self._writer is None:
+            return
+        if (frame_bgr.shape[1], frame_bgr.shape[0]) != self._size:
+            frame_bgr = cv2.resize(frame_bgr, self._size)
+        self._writer.write(np.ascontiguousarray(frame_bgr))
+        self.frames += 1
+
+    def _open(self, width: int, height: int) -> None:
+        self._size = (width, height)
+        for suffix, fourcc in ((".mp4", "mp4v"), (".avi", "MJPG")):
+            path = self.stem.with_suffix(suffix)
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, self._size)
+            if writer.isOpened():
+                self._writer, self.path = writer, path
+                return
+            writer.release()
+            path.unlink(missing_ok=True)
+        self.errors += 1
+        log.warning("recording: no video codec available (tried mp4v, MJPG); episode video skipped")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
