@@ -23,7 +23,7 @@ class JointSample:
 _POSITION_NAMES = ("position", "positions", "q", "qpos")
 _VELOCITY_NAMES = ("velocity", "velocities", "qd", "dq", "qvel")
 _EFFORT_NAMES = ("effort", "efforts", "torque", "current")
-_TIME_NAMES = ("t", "t_capture", "stamp", "timestamp")
+_TIME_NAMES = ("t", "t_capture", "t_host_receive", "stamp", "timestamp")
 
 
 def _field(obj, names):
