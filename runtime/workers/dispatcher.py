@@ -23,9 +23,13 @@ KINDS = ("joint_state", "command", "status", "frames", "episode_event")
 class ObserverDispatcher(WorkerThread):
     name = "telemetry-dispatch"
 
-    def __init__(self, maxsize: int = 4096) -> None:
+    def __init__(self, maxsize: int = 4096, max_pending_frames: int = 4) -> None:
         super().__init__()
         self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        # Frames are large (two 640x480 images): only a few may wait, so a slow recorder costs
+        # dropped frames (counted), never memory.
+        self.max_pending_frames = max_pending_frames
+        self._pending_frames = 0
         self._observers: list[Any] = []
         self._lock = threading.Lock()
         self.published = Counter()
@@ -44,11 +48,20 @@ class ObserverDispatcher(WorkerThread):
         """Never blocks. Without observers, nothing is queued."""
         if not self._observers:
             return
+        if kind == "frames":
+            with self._lock:
+                if self._pending_frames >= self.max_pending_frames:
+                    self.dropped[kind] += 1
+                    return
+                self._pending_frames += 1
         try:
             self._queue.put_nowait((kind, args))
             self.published[kind] += 1
         except queue.Full:
             self.dropped[kind] += 1
+            if kind == "frames":
+                with self._lock:
+                    self._pending_frames -= 1
 
     def _loop_once(self) -> None:
         try:
@@ -60,6 +73,8 @@ class ObserverDispatcher(WorkerThread):
     def _deliver(self, kind: str, args: tuple) -> None:
         with self._lock:
             observers = list(self._observers)
+            if kind == "frames":
+                self._pending_frames -= 1
         for obs in observers:
             fn = getattr(obs, f"on_{kind}", None)
             if fn is None:

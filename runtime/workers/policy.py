@@ -43,9 +43,16 @@ class ControllerPolicy:
             from runtime.controller.preprocess import process_obs
         self._process_obs = process_obs
         self.seed = 0
+        # The exported encoder fixes the image size (518 for the paper's model, smaller presets less).
+        specs = {s.name: s for s in getattr(controller, "obs_specs", [])}
+        self.image_size = int(specs["rgbm"].shape[-1]) if "rgbm" in specs else None
 
     def predict_chunk(self, head_bgr, mask, wrist_bgr, state13):
-        obs = self._process_obs(head_bgr, mask, wrist_bgr, np.asarray(state13, dtype=np.float32))
+        state = np.asarray(state13, dtype=np.float32)
+        if self.image_size is None:
+            obs = self._process_obs(head_bgr, mask, wrist_bgr, state)
+        else:
+            obs = self._process_obs(head_bgr, mask, wrist_bgr, state, size=self.image_size)
         self.seed += 1
         return self.controller.predict(obs, seed=self.seed)
 

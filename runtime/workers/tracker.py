@@ -57,6 +57,7 @@ class TrackerWorker(WorkerThread):
         self.lost_frames = 0
         self._seq = 0
         self.last_result = None
+        self.on_tracked = None  # optional callback(TrackedFrame), run in this thread
 
     def request_init(self, box_xyxy=None, mask=None) -> None:
         with self._lock:
@@ -99,6 +100,8 @@ class TrackerWorker(WorkerThread):
         tracked = TrackedFrame(frame.image, result.mask, item.t_capture, getattr(frame, "index", item.seq),
                                float(result.score), bool(result.lost), dict(result.info))
         self.out.put(tracked, t_capture=item.t_capture)
+        if self.on_tracked is not None:
+            self.on_tracked(tracked)
         return tracked
 
     def report(self) -> dict:

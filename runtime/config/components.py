@@ -1,0 +1,140 @@
+"""Config -> component instances (bridge, cameras, tracker, policy). Imports are lazy.
+
+Each factory imports its component only when the config asks for it, so a sim run never imports
+pyrealsense2 or TensorRT, and a missing optional package fails with the extra to install.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.clock import Clock
+from runtime.config.schema import RuntimeConfig
+from runtime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BridgeHandle:
+    """The bridge plus whatever must be closed with it (an emulator process)."""
+
+    bridge: Any
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+    description: str = ""
+
+    def close(self) -> list[str]:
+        errors = []
+        for fn in [getattr(self.bridge, "close", None), *self.closers]:
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception as exc:  # closing must go on for the rest; the error is reported
+                errors.append(f"closing {self.description}: {exc!r}")
+        return errors
+
+
+def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
+    """Open the robot link. Blocks for the emulator start / serial handshake (< a few seconds)."""
+    b = cfg.bridge
+    if b.kind == "fake":
+        from runtime.execution.fakes import FakeBridge
+
+        bridge = FakeBridge(13, clock, start=np.asarray(cfg.robot.home_positions),
+                            lower=np.asarray(cfg.robot.lower), upper=np.asarray(cfg.robot.upper))
+        return BridgeHandle(bridge, description="fake bridge")
+    from firmware_bridge.host import BridgeHost
+
+    closers: list = []
+    port = b.port
+    desc = f"serial {port}"
+    if b.kind == "emulator":
+        from firmware_bridge.emulator import EmulatorProcess
+
+        emu = EmulatorProcess(**b.options.get("emulator", {}))
+        start_kwargs = {"limits": (list(cfg.robot.lower), list(cfg.robot.upper))}
+        start_kwargs.update(b.options.get("emulator_start", {}))
+        emu.start(**_accepted(emu.start, start_kwargs))
+        port = emu.port
+        closers.append(emu.stop)
+        desc = f"firmware emulator on {port}"
+    host_kwargs = {"clock": clock, "joint_names": list(cfg.robot.joint_names)}
+    host_kwargs.update(b.options.get("host", {}))
+    try:
+        bridge = BridgeHost(port, **_accepted(BridgeHost.__init__, host_kwargs))
+        bridge.connect()
+    except BaseException:
+        for fn in closers:
+            fn()
+        raise
+    return BridgeHandle(bridge, closers, desc)
+
+
+def _accepted(fn, kwargs: dict) -> dict:
+    """Keep the keyword arguments `fn` accepts (the bridge API grows; configs stay valid)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    dropped = sorted(set(kwargs) - set(params))
+    if dropped:
+        log.debug("%s does not take %s", getattr(fn, "__qualname__", fn), dropped)
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def make_cameras(cfg: RuntimeConfig, clock: Clock, state_fn: Callable[[], np.ndarray]) -> tuple[Any, Any, Any]:
+    """(head camera, wrist camera, scene or None). Not connected yet (the capture workers do it)."""
+    c = cfg.cameras
+    if c.kind == "synthetic":
+        from runtime.cameras.synthetic import make_synthetic_cameras
+
+        scene, head, wrist = make_synthetic_cameras(state_fn, clock=clock, fps=c.head.fps, seed=c.seed)
+        return head, wrist, scene
+    if c.kind == "realsense":
+        try:
+            from runtime.cameras import realsense
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"cameras.kind 'realsense': the RealSense camera module is unavailable ({exc})") from exc
+        cls = realsense.RealSenseCamera
+        cams = []
+        for name, cam in (("third", c.head), ("right_first", c.wrist)):
+            kwargs = dict(name=name, serial=cam.serial, width=cam.width, height=cam.height, fps=cam.fps,
+                          clock=clock, bag_path=cam.bag_path)
+            cams.append(cls(**_accepted(cls.__init__, kwargs)))
+        return cams[0], cams[1], None
+    raise ConfigError(f"cameras.kind {c.kind!r} is not supported")
+
+
+def make_tracker(cfg: RuntimeConfig):
+    if cfg.tracker.kind == "none":
+        return None
+    from runtime.tracking.classical import ClassicalTracker, ClassicalTrackerConfig
+
+    try:
+        tcfg = ClassicalTrackerConfig(**cfg.tracker.options)
+    except TypeError as exc:
+        raise ConfigError(f"tracker.options: {exc}") from exc
+    return ClassicalTracker(tcfg)
+
+
+def make_policy(cfg: RuntimeConfig, model_dir=None):
+    """The ChunkPolicy for `cfg.policy` (loads the exported model: seconds)."""
+    p = cfg.policy
+    if p.backend == "fake":
+        from runtime.execution.fakes import FakeChunkPolicy
+
+        return FakeChunkPolicy(latency_s=p.fake_latency_ms / 1e3)
+    from runtime.config.models import resolve_model_dir
+    from runtime.controller import Controller
+    from runtime.workers.policy import ControllerPolicy
+
+    model_dir = model_dir or resolve_model_dir(p)
+    controller = Controller.from_dir(model_dir, backend=p.backend, providers=p.providers, threads=p.threads)
+    return ControllerPolicy(controller)

@@ -1,0 +1,181 @@
+"""In-process runs of the whole runtime (real threads, real clock) with fake robot and policy.
+
+Timing is never asserted here (the machine is shared); behaviour is: commands flow, stay within
+limits, faults lead to a hold with the cause reported, and the stop is safe."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from runtime.app import App
+from runtime.cameras.synthetic import make_synthetic_cameras
+from runtime.clock import Clock
+from runtime.config import config_from_dict
+from runtime.config.components import BridgeHandle
+from runtime.execution.fakes import FakeBridge, FakeChunkPolicy
+from runtime.execution.safety import JointLimits
+
+
+class Recorder:
+    def __init__(self):
+        self.kinds = {}
+        self.lock = threading.Lock()
+        self.thread_names = set()
+
+    def _add(self, kind):
+        with self.lock:
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+            self.thread_names.add(threading.current_thread().name)
+
+    def on_joint_state(self, state):
+        self._add("joint_state")
+
+    def on_command(self, q, t):
+        self._add("command")
+
+    def on_status(self, status):
+        self._add("status")
+
+    def on_episode_event(self, event):
+        self._add("episode_event")
+
+
+def make_app(overrides=None, latency_s=0.15):
+    base = {
+        "control": {"rate_hz": 100, "realtime": {"sched_fifo_priority": None, "mlockall": False}},
+        "tracker": {"kind": "none"},
+        "planner": {"enabled": False, "autostart": False},
+        "bridge": {"kind": "fake"},
+        "policy": {"backend": "fake"},
+        "safety": {"auto_rearm": True},
+    }
+    for k, v in (overrides or {}).items():
+        base.setdefault(k, {}).update(v)
+    cfg = config_from_dict(base, "test")
+    clock = Clock()
+    bridge = FakeBridge(13, clock, lower=np.asarray(cfg.robot.lower), upper=np.asarray(cfg.robot.upper))
+    bridge.keep_history = True
+    _, head, wrist = make_synthetic_cameras(lambda: bridge.latest_state(None).positions, clock=clock, fps=15)
+    policy = FakeChunkPolicy(latency_s=latency_s)
+    app = App(cfg, clock=clock, bridge_handle=BridgeHandle(bridge, description="fake"), cameras=(head, wrist, None),
+              policy=policy, tracker=None)
+    return app, bridge, policy, head
+
+
+def wait_for(pred, timeout_s=10.0):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def check_limits(app, bridge):
+    sent = np.array([q for _, q in bridge.sent])
+    lim = JointLimits.from_config(app.cfg.robot, app.cfg.safety)
+    assert np.all(np.isfinite(sent))
+    assert np.all(sent >= lim.lower) and np.all(sent <= lim.upper)
+    step = np.abs(np.diff(sent, axis=0)).max(axis=0)
+    assert np.all(step <= lim.max_velocity / app.cfg.control.rate_hz + 1e-9)
+    return sent
+
+
+def test_end_to_end_commands_flow_within_limits_and_stop_safely():
+    app, bridge, policy, _ = make_app()
+    obs = Recorder()
+    app.add_observer(obs)
+    app.start()
+    try:
+        assert app.submit_command({"cmd": "start"})["ok"] is False  # no target source configured
+        assert app.submit_command({"cmd": "manual_bbox", "bbox": [10, 10, 50, 60]})["ok"]
+        assert wait_for(lambda: app.loop.executor.counters.chunks_accepted >= 2 and app.loop.hold_reason is None)
+    finally:
+        report = app.run(duration_s=0.0)
+    sent = check_limits(app, bridge)
+    assert len(sent) > 20
+    assert sent[-1, 7] > 0.0  # the hand moved toward the fake policy's goal
+    assert bridge.calls[0] == "arm" and "disarm" in bridge.calls and bridge.calls[-1] == "close"
+    assert not app.loop.alive and not app.policy_worker.alive
+    for key in ("control", "policy", "tracker", "camera", "bridge", "errors"):
+        assert key in report
+    c = report["control"]
+    assert c["rate_hz_target"] == 100 and c["rate_hz_achieved"] > 0
+    assert set(c["lateness_us"]) == {"p50", "p99", "max"}
+    assert report["policy"]["inferences"] >= 2 and report["policy"]["latency_ms"]["p50"] > 0
+    assert report["camera"]["frames"] > 0
+    # observers were called, and only from the dispatcher thread
+    assert obs.kinds.get("command", 0) > 0 and obs.kinds.get("joint_state", 0) > 0
+    assert obs.thread_names == {"telemetry-dispatch"}
+
+
+def test_bad_commands_rejected_with_reason():
+    app, *_ = make_app()
+    assert app.submit_command({"cmd": "fly"})["ok"] is False
+    app.start()
+    try:
+        r = app.submit_command({"cmd": "manual_bbox", "bbox": [50, 10, 10, 60]})
+        assert not r["ok"] and "x2 > x1" in r["reason"]
+        r = app.submit_command({"cmd": "manual_bbox", "bbox": "abc"})
+        assert not r["ok"]
+        r = app.submit_command({"cmd": "manual_bbox", "bbox": [0, 0, float("nan"), 5]})
+        assert not r["ok"]
+    finally:
+        app.stop()
+
+
+@pytest.mark.parametrize("fault", ["camera_stall", "nan", "overrun", "link_loss"])
+def test_faults_hold_report_and_recover(fault):
+    app, bridge, policy, head = make_app(
+        {"safety": {"max_perception_age_ms": 300, "max_action_age_s": 1.0}}, latency_s=0.15)
+    app.start()
+    try:
+        app.submit_command({"cmd": "manual_bbox", "bbox": [10, 10, 50, 60]})
+        assert wait_for(lambda: app.loop.hold_reason is None and app.loop.executor.counters.chunks_accepted >= 2)
+        expected = {"camera_stall": "perception_stale", "nan": "waiting_for_chunk",
+                    "overrun": "waiting_for_chunk", "link_loss": "link_down"}[fault]
+        if fault == "camera_stall":
+            head.stall(2.0)
+        elif fault == "nan":
+            policy.emit_nan = True
+        elif fault == "overrun":
+            policy.latency_scale = 10.0  # 1.5 s > max_action_age 1.0 s
+        else:
+            bridge.set_link(False)
+        assert wait_for(lambda: app.loop.hold_reason == expected), app.loop.hold_reason
+        time.sleep(0.3)
+        assert app.loop.hold_reason == expected
+        assert any(expected in e for _, e in app.loop.events)
+        policy.emit_nan = False
+        policy.latency_scale = 1.0
+        bridge.set_link(True)
+        assert wait_for(lambda: app.loop.hold_reason is None, 15.0), app.loop.hold_reason
+    finally:
+        report = app.run(duration_s=0.0)
+    check_limits(app, bridge)
+    if fault == "nan":
+        assert report["control"]["executor"]["chunks_rejected_nonfinite"] >= 1
+    if fault == "overrun":
+        assert report["control"]["executor"]["chunks_rejected_stale"] >= 1
+    assert report["control"]["hold_cycles"].get(expected, 0) > 0
+
+
+def test_protective_stop_command_and_clear():
+    app, bridge, policy, _ = make_app()
+    app.start()
+    try:
+        app.submit_command({"cmd": "manual_bbox", "bbox": [10, 10, 50, 60]})
+        assert wait_for(lambda: app.loop.hold_reason is None)
+        assert app.submit_command({"cmd": "stop"})["ok"]
+        assert wait_for(lambda: app.loop.hold_reason == "protective_stop")
+        n = len(bridge.sent)
+        time.sleep(0.2)
+        assert len(bridge.sent) == n
+        app.submit_command({"cmd": "clear"})
+        app.submit_command({"cmd": "manual_bbox", "bbox": [10, 10, 50, 60]})
+        assert wait_for(lambda: app.loop.hold_reason is None)
+    finally:
+        app.stop()
+    assert bridge.calls.count("arm") == 2
