@@ -117,12 +117,14 @@ class EpisodeWriter:
         root = zarr.open_group(str(self.dir / ZARR_DIR), mode="w", zarr_format=ZARR_FORMAT)
         root.attrs.update({"prompt": self.info.get("prompt"), "episode": self.name})
         data = root.require_group("data")
+        # write_empty_chunks: zarr skips all-zero chunks by default; the journal and the manifest
+        # expect every chunk file to exist (a missing file must mean "lost", never "all zeros").
         n, comp, c = self.cfg.state_dim, _compressor(self.cfg.compressor), self.cfg.chunk_frames
         tails = {"action": (n,), "right_state": (n,), "rgbm": self._shapes["rgbm"],
                  "right_cam_img": self._shapes["right_cam_img"], "timestamp": ()}
         self._arrays = {
             key: data.create_array(key, shape=(0, *tail), chunks=(c, *tail), dtype=DTYPES[key],
-                                   compressors=comp if comp is not None else None)
+                                   compressors=comp, config={"write_empty_chunks": True})
             for key, tail in tails.items()
         }
         root.require_group("meta")
@@ -172,7 +174,7 @@ class EpisodeWriter:
         if self.frames == 0:
             raise RecordingError(f"{self.name}: no frames were recorded")
         ends = self._zroot["meta"].create_array("episode_ends", shape=(1,), chunks=(1,), dtype=np.int64,
-                                                compressors=None)
+                                                compressors=None, config={"write_empty_chunks": True})
         ends[:] = [self.frames]
         self._close_files()
         duration_s = (self._t_last - self._t_first) if self._t_first is not None else 0.0

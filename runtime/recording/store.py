@@ -167,7 +167,8 @@ def pack_dataset(root: str | Path, out: str | Path, verify: bool = True, progres
         for key, value in ep.data.items():
             if key not in arrays:
                 arrays[key] = data_g.create_array(key, shape=(0, *value.shape[1:]), dtype=value.dtype,
-                                                  chunks=(chunk_frames, *value.shape[1:]), compressors=comp)
+                                                  chunks=(chunk_frames, *value.shape[1:]), compressors=comp,
+                                                  config={"write_empty_chunks": True})
             arr = arrays[key]
             if arr.shape[1:] != value.shape[1:]:
                 raise RecordingError(f"{ep.name}: {key} has shape {value.shape[1:]}, earlier episodes {arr.shape[1:]}")
