@@ -1,0 +1,558 @@
+"""Host side of the firmware bridge: what the runtime's control loop talks to.
+
+`BridgeHost` owns the serial link, runs a reader thread (frames -> state mailbox, answers, counters)
+and a supervisor thread (link-loss detection, reconnect, re-handshake, heartbeats while disarmed).
+Motion is only ever sent to a firmware session this host has handshaken AND armed: after a firmware
+reset (a new session id) or a reconnect the host re-handshakes by itself but never re-arms; the
+caller sees `needs_rearm` and must call `arm()` again.
+
+Blocking: `connect`, `arm`, `disarm`, `protective_stop`, `clear_stop` wait for the firmware's answer
+(at most `request_timeout_ms` per attempt, `request_retries` attempts). `send_targets` and
+`send_trajectory` never wait for an answer; they block only on the serial write (<= 50 ms).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware_bridge import protocol as P
+from firmware_bridge.errors import (
+    CommandError,
+    DeviceNotConnectedError,
+    DeviceRejectedError,
+    NotArmedError,
+    ProtocolMismatchError,
+)
+from firmware_bridge.framer import FrameError
+from firmware_bridge.joints import JointLimits
+from firmware_bridge.link import SerialLink
+from runtime.clock import Clock
+from runtime.mailbox import Mailbox
+from runtime.rate import Rate
+from runtime.stats import LatencyStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class State:
+    """One STATE report, as received. Arrays are float64 copies of the wire's float32 values."""
+
+    session_id: int
+    mcu_time_us: int
+    positions: np.ndarray
+    velocities: np.ndarray
+    efforts: np.ndarray
+    mode: P.Mode
+    flags: int
+    fault_flags: int
+    last_error: int
+    rx_errors: int
+    last_applied_seq: int
+    echo_host_time_us: int
+    t_host_receive: float
+
+
+class _Pending:
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reply: P.Message | None = None
+
+
+class BridgeHost:
+    """Thread-safe host end of the serial protocol. Use as a context manager::
+
+        with BridgeHost("/dev/ttyACM0") as bridge:     # connect(): open + handshake
+            bridge.arm()
+            sent = bridge.send_targets(q, t_target=None)  # what was actually sent (clamped)
+            state = bridge.latest_state(max_age_s=0.01)
+    """
+
+    def __init__(
+        self,
+        port: str,
+        clock: Clock | None = None,
+        joint_names=None,
+        limits: JointLimits | None = None,
+        expected_version: int = P.PROTOCOL_VERSION,
+        timeout_ms: float = 200.0,
+        request_timeout_ms: float = 150.0,
+        request_retries: int = 3,
+        auto_reconnect: bool = True,
+        heartbeat_hz: float = 20.0,
+        name: str = "bridge",
+    ) -> None:
+        self.port = port
+        self.clock = clock or Clock()
+        self.limits = limits or JointLimits.default()
+        if joint_names is not None:
+            self.limits = JointLimits(tuple(joint_names), self.limits.lower, self.limits.upper,
+                                      self.limits.max_velocity, self.limits.max_acceleration)
+        self.expected_version = int(expected_version)
+        self.timeout_s = timeout_ms / 1e3
+        self.request_timeout_s = request_timeout_ms / 1e3
+        self.request_retries = max(1, int(request_retries))
+        self.auto_reconnect = auto_reconnect
+        self.heartbeat_period_s = 1.0 / heartbeat_hz if heartbeat_hz > 0 else float("inf")
+        self.name = name
+        self.state: Mailbox[State] = Mailbox(f"{name}.state", self.clock)
+        self.device_info: P.HelloAck | None = None
+        self.rtt = LatencyStats(200_000)
+        self._lock = threading.RLock()
+        self._request_lock = threading.Lock()  # one request/answer exchange at a time
+        self._pending: dict[int, _Pending] = {}
+        self._link: SerialLink | None = None
+        self._seq = 0
+        self._session: int | None = None
+        self._handshaked = False
+        self._armed = False
+        self._needs_rearm = False
+        self._needs_handshake = False
+        self._link_lost = False
+        self._link_up = False
+        self._last_rx = -float("inf")
+        self._last_tx = -float("inf")
+        self._last_dev_seq: int | None = None
+        self._send_times: dict[int, float] = {}
+        self._send_order: deque[int] = deque()
+        self._stop = threading.Event()
+        self._ready = threading.Event()  # set while a session is handshaken
+        self._supervisor: threading.Thread | None = None
+        self._c = dict(frames_tx=0, frames_rx=0, crc_errors=0, resyncs=0, rejected_rx=0, timeouts=0,
+                       reconnects=0, session_changes=0, lost_rx_frames=0, commands_sent=0,
+                       commands_confirmed=0, device_faults=0, states=0)
+        self.device_fault_codes: dict[str, int] = {}
+        self.last_device_fault: P.Fault | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> BridgeHost:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def connect(self, timeout_s: float = 2.0) -> P.HelloAck:
+        """Open the port (exclusive) and handshake. Blocks up to about `timeout_s`.
+        Raises DeviceNotConnectedError (port missing/busy, no answer) or ProtocolMismatchError."""
+        self._open_link()
+        try:
+            ack = self._handshake(deadline=self.clock.now() + timeout_s)
+        except BaseException:
+            self._close_link()
+            raise
+        if self._supervisor is None:
+            self._stop.clear()
+            self._supervisor = threading.Thread(target=self._supervise, name=f"{self.name}-supervisor", daemon=True)
+            self._supervisor.start()
+        return ack
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Disarm (best effort, one attempt), stop the threads (joined with a timeout), close the port."""
+        was_armed = self._armed
+        with self._lock:
+            self._armed = False
+        if was_armed and self._link_up:
+            try:
+                self._send_request(P.MsgType.DISARM, P.Empty(), retries=1)
+            except Exception as exc:  # noqa: BLE001 - closing must go on; report what happened
+                log.warning("%s: disarm on close failed: %s", self.name, exc)
+        self._stop.set()
+        sup = self._supervisor
+        if sup is not None and sup is not threading.current_thread():
+            sup.join(timeout_s)
+            if sup.is_alive():
+                log.warning("%s: supervisor thread still alive after %.1f s", self.name, timeout_s)
+        self._supervisor = None
+        self._close_link()
+        with self._lock:
+            self._armed = False
+            self._link_up = False
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    def arm(self) -> None:
+        """Enable motion in the current session (blocks for the answer). Clears `needs_rearm`."""
+        self._require_session("arm")
+        self._send_request(P.MsgType.ARM, P.Empty())
+        with self._lock:
+            self._armed = True
+            self._needs_rearm = False
+
+    def disarm(self) -> None:
+        """Disable motion: the firmware decelerates within its limits and holds."""
+        with self._lock:
+            self._armed = False
+        self._require_session("disarm")
+        self._send_request(P.MsgType.DISARM, P.Empty())
+
+    def protective_stop(self) -> None:
+        """Latch a protective stop in the firmware (it stays latched until clear_stop + arm)."""
+        with self._lock:
+            self._armed = False
+            self._needs_rearm = True
+        self._require_session("protective_stop")
+        self._send_request(P.MsgType.PSTOP, P.Empty())
+
+    def clear_stop(self) -> None:
+        """Clear the protective-stop latch; motion still needs `arm()`."""
+        self._require_session("clear_stop")
+        self._send_request(P.MsgType.CLEAR_PSTOP, P.Empty())
+
+    def validate_positions(self, positions) -> np.ndarray:
+        """Shape, finiteness and limit clamp, as float32 (what goes on the wire), returned as float64."""
+        q = np.asarray(positions, dtype=np.float64)
+        if q.shape != (P.NUM_JOINTS,):
+            raise CommandError(f"{self.name}: targets must have shape ({P.NUM_JOINTS},), got {q.shape}")
+        if not np.all(np.isfinite(q)):
+            bad = [self.limits.names[i] for i in np.nonzero(~np.isfinite(q))[0]]
+            raise CommandError(f"{self.name}: refusing non-finite targets for joints {bad}; nothing sent")
+        return self.limits.clip(q).astype(np.float32).astype(np.float64)
+
+    def send_targets(self, positions, t_target: float | None = None) -> np.ndarray:
+        """Send one joint target, to be reached at monotonic time `t_target` (None: as fast as the
+        limits allow). Returns exactly what was sent (clamped to the limits, float32-rounded).
+        Raises CommandError (bad values: nothing sent), NotArmedError, DeviceNotConnectedError."""
+        q = self.validate_positions(positions)
+        now = self.clock.now()
+        reach_us = 0 if t_target is None else max(0, int(round((t_target - now) * 1e6)))
+        seq, session = self._motion_slot()
+        self._send(P.targets(seq, session, int(now * 1e6), q, reach_in_us=min(reach_us, 0xFFFFFFFF)), now, seq)
+        return q
+
+    def send_trajectory(self, times_s, positions) -> np.ndarray:
+        """Send up to 8 timed points (monotonic times, strictly increasing, not in the past) for the
+        firmware to interpolate at its servo rate. Returns the (K, 13) positions actually sent."""
+        t = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        qs = np.asarray(positions, dtype=np.float64)
+        if qs.ndim != 2 or qs.shape[0] != t.size or not 1 <= t.size <= P.MAX_TRAJ_POINTS:
+            raise CommandError(f"{self.name}: trajectory needs 1..{P.MAX_TRAJ_POINTS} times and (K, 13) "
+                               f"positions, got times {t.shape} positions {qs.shape}")
+        if not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+            raise CommandError(f"{self.name}: trajectory times must be finite and strictly increasing: {t.tolist()}")
+        sent = np.stack([self.validate_positions(q) for q in qs])
+        now = self.clock.now()
+        offsets = np.maximum(0, np.round((t - now) * 1e6)).astype(np.int64)
+        if np.any(np.diff(offsets) <= 0):
+            raise CommandError(f"{self.name}: trajectory times {t.tolist()} are in the past or closer than 1 us")
+        seq, session = self._motion_slot()
+        self._send(P.trajectory(seq, session, int(now * 1e6), offsets, sent), now, seq)
+        return sent
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until a firmware session is handshaken (e.g. after an automatic reconnect) or
+        `timeout_s` passes; returns whether it is. Arming is still the caller's decision."""
+        return self._ready.wait(timeout_s)
+
+    # ---- state and status --------------------------------------------------------------------
+
+    def latest_state(self, max_age_s: float | None = None) -> State:
+        """The newest state report; raises StaleDataError if none or older than `max_age_s`."""
+        return self.state.latest(max_age_s).value
+
+    @property
+    def link_up(self) -> bool:
+        with self._lock:
+            return self._link_up and not self._link_lost and self.clock.now() - self._last_rx <= self.timeout_s
+
+    @property
+    def armed(self) -> bool:
+        return self._armed
+
+    @property
+    def needs_rearm(self) -> bool:
+        """True after a firmware reset, reconnect, safe-off or protective stop until `arm()` succeeds."""
+        return self._needs_rearm
+
+    @property
+    def session_id(self) -> int | None:
+        return self._session if self._handshaked else None
+
+    def counters(self) -> dict:
+        with self._lock:
+            c = dict(self._c)
+        s = self.rtt.summary_ms()
+        c["rtt_ms"] = {k: s[k] for k in ("p50", "p99", "max")}
+        c["rtt_samples"] = s["count"]
+        c["device_fault_codes"] = dict(self.device_fault_codes)
+        return c
+
+    # ---- internals: sending -------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            self._seq = (self._seq % 0xFFFFFFFE) + 1
+            return self._seq
+
+    def _require_session(self, what: str) -> None:
+        if not self._handshaked or self._session is None:
+            raise NotArmedError(f"{self.name}: cannot {what}: no handshaken firmware session on {self.port}")
+
+    def _motion_slot(self) -> tuple[int, int]:
+        with self._lock:
+            if not self._handshaked or self._session is None:
+                raise NotArmedError(f"{self.name}: no handshaken firmware session on {self.port}; nothing sent")
+            if not self._armed:
+                why = "re-arm required (new session, safe-off or stop)" if self._needs_rearm else "call arm() first"
+                raise NotArmedError(f"{self.name}: not armed in session 0x{self._session:08x}: {why}; nothing sent")
+            return self._next_seq(), self._session
+
+    def _send(self, msg: P.Message, now: float, seq: int | None = None) -> None:
+        link = self._link
+        if link is None:
+            raise DeviceNotConnectedError(f"{self.name}: serial port {self.port} is not open")
+        data = P.encode(msg)
+        if seq is not None:
+            with self._lock:
+                self._send_times[seq] = now
+                self._send_order.append(seq)
+                while len(self._send_order) > 4096:
+                    self._send_times.pop(self._send_order.popleft(), None)
+                self._c["commands_sent"] += 1
+        link.write(data)
+        with self._lock:
+            self._c["frames_tx"] += 1
+            self._last_tx = now
+
+    def _send_request(self, mtype: P.MsgType, body, retries: int | None = None) -> P.Message:
+        """Send a request and wait for its ACK (or FAULT); retried on timeout with a new seq."""
+        attempts = retries or self.request_retries
+        with self._request_lock:
+            for _ in range(attempts):
+                seq = self._next_seq()
+                session = self._session or 0
+                pending = _Pending()
+                with self._lock:
+                    self._pending[seq] = pending
+                try:
+                    self._send(P.Message(mtype, seq, session, body), self.clock.now())
+                    if pending.event.wait(self.request_timeout_s):
+                        reply = pending.reply
+                        result = reply.body.error if reply.type is P.MsgType.FAULT else reply.body.result
+                        if result != P.ErrorCode.OK:
+                            raise DeviceRejectedError(
+                                f"{self.name}: firmware on {self.port} refused {mtype.name}: "
+                                f"{P.ErrorCode.name_of(result)}")
+                        return reply
+                finally:
+                    with self._lock:
+                        self._pending.pop(seq, None)
+            with self._lock:
+                self._c["timeouts"] += 1
+        raise DeviceNotConnectedError(
+            f"{self.name}: no answer to {mtype.name} from {self.port} after {attempts} attempts "
+            f"of {self.request_timeout_s * 1e3:.0f} ms")
+
+    def _handshake(self, deadline: float) -> P.HelloAck:
+        hello_body = P.Hello(self.expected_version, P.NUM_JOINTS, self.limits.schema_hash, 0)
+        with self._lock:
+            self._handshaked = False
+            if self._armed:
+                self._needs_rearm = True  # a handshake disarms the firmware
+            self._armed = False
+            self._ready.clear()
+        with self._request_lock:
+            while True:
+                nonce = int.from_bytes(os.urandom(4), "little")
+                seq = self._next_seq()
+                pending = _Pending()
+                with self._lock:
+                    self._pending[("hello", nonce)] = pending
+                try:
+                    body = P.Hello(hello_body.protocol_version, hello_body.num_joints, hello_body.schema_hash, nonce)
+                    self._send(P.Message(P.MsgType.HELLO, seq, 0, body), self.clock.now())
+                    got = pending.event.wait(min(self.request_timeout_s, max(0.0, deadline - self.clock.now())) or 0.001)
+                finally:
+                    with self._lock:
+                        self._pending.pop(("hello", nonce), None)
+                if got:
+                    break
+                if self.clock.now() >= deadline:
+                    with self._lock:
+                        self._c["timeouts"] += 1
+                    raise DeviceNotConnectedError(f"{self.name}: no handshake answer from {self.port} "
+                                                  "(is the firmware running and the port right?)")
+        msg = pending.reply
+        ack: P.HelloAck = msg.body
+        if ack.result == P.ErrorCode.ERR_VERSION or ack.protocol_version != self.expected_version:
+            raise ProtocolMismatchError(
+                f"{self.name}: protocol version mismatch on {self.port}: host speaks version "
+                f"{self.expected_version}, firmware speaks version {ack.protocol_version}; no motion enabled")
+        if ack.result == P.ErrorCode.ERR_SCHEMA or ack.schema_hash != self.limits.schema_hash:
+            raise ProtocolMismatchError(
+                f"{self.name}: joint schema mismatch on {self.port}: host joints hash "
+                f"0x{self.limits.schema_hash:08x} ({P.NUM_JOINTS} joints: {', '.join(self.limits.names)}), "
+                f"firmware hash 0x{ack.schema_hash:08x} ({ack.num_joints} joints); no motion enabled")
+        if ack.result != P.ErrorCode.OK:
+            raise DeviceRejectedError(f"{self.name}: handshake refused: {P.ErrorCode.name_of(ack.result)}")
+        with self._lock:
+            old = self._session
+            self._session = msg.session_id
+            self.device_info = ack
+            self._handshaked = True
+            self._needs_handshake = False
+            self._link_up = True
+            self._last_dev_seq = msg.seq
+            if old is not None and old != msg.session_id:
+                self._c["session_changes"] += 1
+                self._needs_rearm = True
+        self._ready.set()
+        log.info("%s: handshake with %s ok: session 0x%08x firmware 0x%08x", self.name, self.port,
+                 msg.session_id, ack.firmware_version)
+        return ack
+
+    # ---- internals: receiving (reader thread) ----------------------------------------------------
+
+    def _on_message(self, msg: P.Message, t_rx: float) -> None:
+        with self._lock:
+            self._c["frames_rx"] += 1
+            self._last_rx = t_rx
+            if msg.type is P.MsgType.HELLO_ACK:
+                p = self._pending.get(("hello", msg.body.host_nonce))
+                if p is not None:
+                    p.reply = msg
+                    p.event.set()
+                return
+            if self._session is not None and msg.session_id != self._session:
+                self._new_session_seen(msg.session_id)
+                return
+            if self._last_dev_seq is not None and msg.seq > self._last_dev_seq + 1:
+                self._c["lost_rx_frames"] += msg.seq - self._last_dev_seq - 1
+            self._last_dev_seq = msg.seq
+            if msg.type in (P.MsgType.ACK, P.MsgType.FAULT):
+                if msg.type is P.MsgType.FAULT:
+                    self._count_fault(msg.body)
+                key = msg.body.acked_seq if msg.type is P.MsgType.ACK else msg.body.rejected_seq
+                p = self._pending.get(key)
+                if p is not None:
+                    p.reply = msg
+                    p.event.set()
+                return
+            if msg.type is not P.MsgType.STATE:
+                return
+            b: P.StateBody = msg.body
+            self._c["states"] += 1
+            t_sent = self._send_times.pop(b.last_applied_seq, None)
+            if t_sent is not None:
+                self._c["commands_confirmed"] += 1
+            mode = P.Mode(b.mode) if b.mode in P.Mode._value2member_map_ else P.Mode.DISARMED
+            if self._armed and mode in (P.Mode.DISARMED, P.Mode.SAFE_OFF, P.Mode.PSTOP):
+                log.warning("%s: firmware left motion (%s); re-arm required", self.name, mode.name)
+                self._armed = False
+                self._needs_rearm = True
+        if t_sent is not None:
+            self.rtt.add(t_rx - t_sent)
+        self.state.put(
+            State(msg.session_id, b.mcu_time_us, np.array(b.positions), np.array(b.velocities),
+                  np.array(b.efforts), mode, b.flags, b.fault_flags, b.last_error, b.rx_errors,
+                  b.last_applied_seq, b.echo_host_time_us, t_rx),
+            t_capture=t_rx,
+        )
+
+    def _count_fault(self, f: P.Fault) -> None:
+        self._c["device_faults"] += 1
+        name = P.ErrorCode.name_of(f.error)
+        self.device_fault_codes[name] = self.device_fault_codes.get(name, 0) + 1
+        self.last_device_fault = f
+
+    def _new_session_seen(self, session: int) -> None:
+        """Called with the lock held: a frame from another firmware session (reset or restart)."""
+        if not self._handshaked:
+            return
+        log.warning("%s: firmware session changed 0x%08x -> 0x%08x: re-handshake, re-arm required",
+                    self.name, self._session, session)
+        self._handshaked = False
+        self._needs_rearm = True  # a new session never inherits an arm
+        self._armed = False
+        self._needs_handshake = True
+        self._ready.clear()
+        self._c["session_changes"] += 1
+
+    def _on_frame_error(self, err: FrameError) -> None:
+        with self._lock:
+            if err.code is P.ErrorCode.ERR_CRC:
+                self._c["crc_errors"] += 1
+            elif err.code in (P.ErrorCode.ERR_OVERSIZE, P.ErrorCode.ERR_COBS, P.ErrorCode.ERR_SHORT):
+                self._c["resyncs"] += 1
+            else:
+                self._c["rejected_rx"] += 1
+
+    def _on_disconnect(self, exc: Exception) -> None:
+        with self._lock:
+            self._link_lost = True
+            self._link_up = False
+            self._handshaked = False
+            if self._armed:
+                self._needs_rearm = True
+            self._armed = False
+            self._ready.clear()
+
+    # ---- internals: link management (supervisor thread) -------------------------------------------
+
+    def _open_link(self) -> None:
+        link = SerialLink(self.port, self._on_message, self._on_frame_error, self._on_disconnect,
+                          clock=self.clock, name=self.name)
+        link.open()
+        with self._lock:
+            self._link = link
+            self._link_lost = False
+            self._last_dev_seq = None
+
+    def _close_link(self) -> None:
+        link = self._link
+        self._link = None
+        if link is not None:
+            link.close()
+
+    def _supervise(self) -> None:
+        rate = Rate(100.0, self.clock, name=f"{self.name}-supervisor")
+        outage = False
+        next_attempt = 0.0
+        while not self._stop.is_set():
+            rate.sleep()
+            now = self.clock.now()
+            with self._lock:
+                silent = now - self._last_rx > self.timeout_s
+                lost, needs_hs = self._link_lost, self._needs_handshake
+                idle = now - self._last_tx >= self.heartbeat_period_s
+                heartbeat = self._handshaked and not self._armed and idle and not lost
+            if (silent or lost) and not outage:
+                outage = True
+                with self._lock:
+                    self._c["timeouts"] += 1
+                    self._link_up = False
+                log.warning("%s: link to %s down (%s)", self.name, self.port, "port lost" if lost else "silent")
+            if not self.auto_reconnect or now < next_attempt:
+                continue
+            try:
+                if lost:
+                    next_attempt = now + 0.2
+                    self._close_link()
+                    self._open_link()
+                    needs_hs = True
+                if needs_hs or (outage and not silent):
+                    self._handshake(deadline=self.clock.now() + 0.5)
+                    if outage:
+                        with self._lock:
+                            self._c["reconnects"] += 1
+                    outage = False
+                elif heartbeat:
+                    self._send(P.Message(P.MsgType.HEARTBEAT, self._next_seq(), self._session or 0,
+                                         P.Heartbeat(int(now * 1e6))), now)
+                if outage and not silent and not lost:
+                    outage = False
+            except ProtocolMismatchError as exc:
+                log.error("%s: %s", self.name, exc)
+                next_attempt = now + 1.0
+            except (DeviceNotConnectedError, DeviceRejectedError) as exc:
+                log.debug("%s: reconnect attempt failed: %s", self.name, exc)
+                next_attempt = now + 0.2

@@ -1,0 +1,131 @@
+"""The serial port: exclusive open, a named reader thread feeding the framer, a locked writer.
+
+Shaped like pyserial's `serial.threaded.ReaderThread`: one thread blocks in `read`, hands every
+decoded frame (with its host receive time) and every rejection to callbacks, and reports a port
+that went away (cable pulled, emulator killed) once through `on_disconnect`, then ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from firmware_bridge import protocol as P
+from firmware_bridge.framer import FrameError, Framer
+from runtime.clock import Clock
+from runtime.errors import DeviceNotConnectedError
+
+log = logging.getLogger(__name__)
+
+
+class SerialLink:
+    """One open serial port. `write` is thread-safe; callbacks run on the reader thread."""
+
+    def __init__(
+        self,
+        port: str,
+        on_message: Callable[[P.Message, float], None],
+        on_frame_error: Callable[[FrameError], None],
+        on_disconnect: Callable[[Exception], None],
+        clock: Clock | None = None,
+        baudrate: int = 2_000_000,
+        write_timeout_s: float = 0.05,
+        name: str = "bridge",
+    ) -> None:
+        self.port = port
+        self.clock = clock or Clock()
+        self._on_message = on_message
+        self._on_frame_error = on_frame_error
+        self._on_disconnect = on_disconnect
+        self._baudrate = baudrate
+        self._write_timeout_s = write_timeout_s
+        self._name = name
+        self._serial = None
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.framer = Framer()
+        self.bytes_rx = 0
+        self.bytes_tx = 0
+
+    def open(self) -> None:
+        """Open the port exclusively and start the reader. Raises DeviceNotConnectedError naming
+        the port when it is missing, busy (another process holds it) or not a serial device."""
+        import serial  # pyserial
+
+        try:
+            self._serial = serial.Serial(
+                self.port, baudrate=self._baudrate, timeout=0.05, write_timeout=self._write_timeout_s,
+                exclusive=True,
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            busy = "lock" in str(exc).lower() or "resource temporarily unavailable" in str(exc).lower()
+            why = "another process has it open (exclusive open refused)" if busy else str(exc)
+            raise DeviceNotConnectedError(f"cannot open serial port {self.port}: {why}") from None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._read_loop, name=f"{self._name}-reader", daemon=True)
+        self._thread.start()
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None and self._thread is not None and self._thread.is_alive()
+
+    def write(self, data: bytes) -> None:
+        """Write one or more whole frames. Blocks at most `write_timeout_s`; raises
+        DeviceNotConnectedError if the port is closed, gone or stuck."""
+        import serial
+
+        ser = self._serial
+        if ser is None:
+            raise DeviceNotConnectedError(f"serial port {self.port} is not open")
+        with self._write_lock:
+            try:
+                ser.write(data)
+            except (serial.SerialException, OSError) as exc:
+                raise DeviceNotConnectedError(f"write to {self.port} failed: {exc}") from None
+            self.bytes_tx += len(data)
+
+    def _read_loop(self) -> None:
+        import serial
+
+        ser = self._serial
+        try:
+            while not self._stop.is_set():
+                data = ser.read(ser.in_waiting or 1)
+                if not data:
+                    continue
+                t_rx = self.clock.now()
+                self.bytes_rx += len(data)
+                for ev in self.framer.feed(data):
+                    if isinstance(ev, FrameError):
+                        self._on_frame_error(ev)
+                    else:
+                        self._on_message(ev, t_rx)
+        except (serial.SerialException, OSError, TypeError) as exc:
+            # TypeError: pyserial's read after a concurrent close; treated as the port going away.
+            if not self._stop.is_set():
+                log.warning("%s: serial port %s lost: %s", self._name, self.port, exc)
+                self._on_disconnect(exc)
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Stop the reader (joined with a timeout) and close the port. Idempotent."""
+        self._stop.set()
+        ser = self._serial
+        if ser is not None:
+            try:
+                ser.cancel_read()
+            except (OSError, AttributeError, TypeError) as exc:  # already closed / platform without it
+                log.debug("%s: cancel_read: %s", self._name, exc)
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout_s)
+            if t.is_alive():
+                log.warning("%s: reader thread still alive after %.1f s", self._name, timeout_s)
+        if ser is not None:
+            try:
+                ser.close()
+            except OSError as exc:
+                log.debug("%s: close: %s", self._name, exc)
+        self._serial = None
+        self._thread = None
