@@ -74,7 +74,7 @@ class EpisodeRecorder:
         self.counters = {
             "frames_offered": 0, "frames_queued": 0, "frames_written": 0, "dropped_queue_full": 0,
             "dropped_no_state": 0, "dropped_no_action": 0, "dropped_not_recording": 0, "dropped_bad_frame": 0,
-            "dropped_after_error": 0, "dropped_events": 0, "bad_joint_samples": 0, "episodes_finished": 0,
+            "dropped_after_error": 0, "frames_lost": 0, "dropped_events": 0, "bad_joint_samples": 0, "episodes_finished": 0,
             "episodes_quarantined": 0, "write_errors": 0,
         }
         lim = cfg.arm_joint_limits
@@ -270,9 +270,9 @@ class EpisodeRecorder:
             if kind == "frame":
                 self.counters["dropped_after_error"] += 1
         elif kind == "frame":
-            if self._writer.add_frame(item):
-                self.counters["frames_written"] += 1
-            else:
+            self.counters["frames_written"] += 1  # handed to the episode (buffered or on disk)
+            if not self._writer.add_frame(item):
+                self.counters["frames_written"] -= 1
                 self.counters["dropped_bad_frame"] += 1
         elif kind == "event":
             self._writer.add_event(item)
@@ -303,6 +303,7 @@ class EpisodeRecorder:
         self.state = f"stopped: {reason}"
         log.error("recording stopped: %s", reason)
         if writer is not None:
+            self.counters["frames_lost"] += len(writer._buf)  # buffered, not journaled: not salvageable
             try:
                 writer.abort(reason)
                 self.counters["episodes_quarantined"] += 1

@@ -1,0 +1,123 @@
+"""A slow or full disk never blocks the producer (the runtime's observer thread).
+
+No wall-clock asserts: the writer is held inside an injected slow chunk write (an Event), and the
+test shows the producer finished every put while the writer was still held there."""
+
+import errno
+import json
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr", reason="the record extra (zarr) is not installed")
+
+from rec_helpers import feed_frames  # noqa: E402
+
+from runtime.recording import (  # noqa: E402
+    EpisodeRecorder,
+    RecordingConfig,
+    list_episodes,
+    list_quarantined,
+    load_episode,
+)
+
+WAIT_S = 30.0  # only reached when something is broken
+
+
+class HeldDisk:
+    """chunk_hook that parks the writer thread inside chunk `hold_at` until released."""
+
+    def __init__(self, hold_at: int = 0):
+        self.hold_at = hold_at
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, chunk_index: int) -> None:
+        if chunk_index == self.hold_at:
+            self.entered.set()
+            if not self.release.wait(WAIT_S):
+                raise TimeoutError("test never released the held disk")
+
+
+def test_slow_disk_never_blocks_put_and_drops_are_counted(tmp_path):
+    disk = HeldDisk(hold_at=0)
+    cfg = RecordingConfig(dir=str(tmp_path), chunk_frames=4, queue_frames=8, min_free_mb=0, video=False)
+    rec = EpisodeRecorder(cfg, chunk_hook=disk).start()
+    rec.begin_episode("slow disk")
+    feed_frames(rec, 0, 4)  # the writer takes these and parks inside the first chunk write
+    assert disk.entered.wait(WAIT_S)
+    produced = threading.Event()
+
+    def producer():
+        feed_frames(rec, 4, 104)
+        produced.set()
+
+    threading.Thread(target=producer, name="test-producer").start()
+    assert produced.wait(WAIT_S), "put() waited for the disk"
+    assert not disk.release.is_set()  # ... and it finished while the writer was still stuck
+    c = rec.counters
+    assert c["frames_queued"] == 4 + cfg.queue_frames  # the held chunk + a full queue
+    assert c["dropped_queue_full"] == 100 - cfg.queue_frames
+    assert c["frames_offered"] == 104
+    disk.release.set()
+    rec.end_episode("success")
+    rec.stop()
+    ep = load_episode(list_episodes(tmp_path)[0])
+    assert ep.frames == 4 + cfg.queue_frames == rec.counters["frames_written"]
+    assert ep.data["timestamp"].tolist() == pytest.approx([i * 0.05 for i in range(4 + cfg.queue_frames)])
+
+
+def test_disk_full_stops_the_episode_with_a_reason_and_keeps_counting(tmp_path):
+    def full_disk(chunk_index):
+        if chunk_index == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=4, min_free_mb=0, video=False),
+                          chunk_hook=full_disk).start()
+    rec.begin_episode("fills the disk")
+    feed_frames(rec, 0, 20)  # never raises in the producer
+    rec.end_episode("success")
+    rec.stop()
+    c = rec.counters
+    assert c["write_errors"] == 1 and c["episodes_quarantined"] == 1 and c["episodes_finished"] == 0
+    assert c["frames_written"] + c["dropped_after_error"] == 20
+    assert c["frames_lost"] == 4  # the chunk being written; the first chunk stays salvageable
+    assert rec.state.startswith("stopped: OSError") and "No space left on device" in rec.state
+    cut = list_quarantined(tmp_path)[0]
+    note = json.loads((cut / "QUARANTINE.json").read_text())
+    assert "No space left on device" in note["reason"] and note["journaled_frames"] == 4
+    assert list_episodes(tmp_path) == []
+
+
+def test_low_free_space_stops_recording_before_the_disk_is_full(tmp_path):
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=2, min_free_mb=1e12, video=False)).start()
+    rec.begin_episode("p")
+    feed_frames(rec, 0, 6)
+    rec.stop()
+    assert "disk nearly full" in rec.state and rec.counters["write_errors"] == 1
+    # the next episode tries again (space may have been freed) and fails the same clear way
+    assert list_episodes(tmp_path) == [] and len(list_quarantined(tmp_path)) == 1
+
+
+def test_recorder_keeps_working_after_a_failed_episode(tmp_path):
+    fail_once = {"armed": True}
+
+    def flaky(chunk_index):
+        if fail_once["armed"]:
+            fail_once["armed"] = False
+            raise OSError(errno.EIO, "I/O error")
+
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=2, min_free_mb=0, video=False),
+                          chunk_hook=flaky).start()
+    rec.begin_episode("first")
+    feed_frames(rec, 0, 4)
+    rec.end_episode("success")
+    rec.begin_episode("second")
+    rec.on_joint_state(np.zeros(13))
+    feed_frames(rec, 0, 4, episode=1)
+    rec.end_episode("success")
+    rec.stop()
+    assert [p.name for p in list_episodes(tmp_path)] == ["episode_000002"]
+    assert load_episode(list_episodes(tmp_path)[0]).frames == 4
+    assert rec.state == "idle"
