@@ -1,0 +1,170 @@
+"""Load upstream DexGraspVLA controller checkpoints into our PyTorch rebuild, with clear errors.
+
+Accepted inputs:
+- an upstream workspace `.ckpt` (torch.save with dill): {'cfg', 'state_dicts': {'model', 'ema_model'?}, ...};
+  the architecture comes from cfg.policy;
+- a plain state dict (or {'state_dict': ...}) saved with torch.save, plus a preset naming the architecture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from export.model.arch import ControllerArch, get_preset
+from export.model.policy import ControllerPolicy
+from export.upstream_cfg import arch_from_cfg
+from runtime.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+NORMALIZER_PREFIX = "normalizer.params_dict."
+MAX_NAMES = 5
+
+
+@dataclass
+class LoadedCheckpoint:
+    policy: ControllerPolicy
+    arch: ControllerArch
+    sha256: str
+    path: str
+    weights: str  # "model", "ema_model" or "state_dict"
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_payload(path: pathlib.Path):
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes)")
+    import dill
+
+    try:
+        return torch.load(path, map_location="cpu", pickle_module=dill, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError/UnpicklingError/EOFError/...
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read (corrupt or truncated file?): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES])
+    return shown + (f" ... ({len(names)} in total)" if len(names) > MAX_NAMES else "")
+
+
+def _split_normalizer(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Separate normalizer.params_dict.* (any fitted keys, like upstream's custom loader) from the rest."""
+    stats: dict = {}
+    rest = {}
+    for key, value in state_dict.items():
+        if key.startswith(NORMALIZER_PREFIX):
+            parts = key[len(NORMALIZER_PREFIX):].split(".")
+            node = stats
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = value.detach().float()
+        else:
+            rest[key] = value
+    return stats, rest
+
+
+def build_policy(arch: ControllerArch, state_dict: Mapping[str, torch.Tensor], source: str,
+                 use_sdpa: bool = True) -> ControllerPolicy:
+    """Instantiate the policy for `arch` and load `state_dict` strictly, explaining any mismatch."""
+    if not isinstance(state_dict, Mapping) or not all(torch.is_tensor(v) for v in state_dict.values()):
+        raise CheckpointError(f"{source}: the model weights are not a state dict of tensors")
+    stats, module_sd = _split_normalizer(state_dict)
+    action = stats.get("action", {})
+    if "scale" not in action or "offset" not in action:
+        raise CheckpointError(
+            f"{source}: missing the action normalizer ({NORMALIZER_PREFIX}action.scale / .offset); "
+            "was the policy's normalizer set before saving?"
+        )
+    for name in ("scale", "offset"):
+        if tuple(action[name].shape) != (arch.action_dim,):
+            raise CheckpointError(
+                f"{source}: {NORMALIZER_PREFIX}action.{name} has shape {tuple(action[name].shape)}, "
+                f"expected ({arch.action_dim},)"
+            )
+    policy = ControllerPolicy(arch, stats, use_sdpa=use_sdpa)
+    expected = {k: v for k, v in policy.state_dict().items() if not k.startswith(NORMALIZER_PREFIX)}
+    missing = [k for k in expected if k not in module_sd]
+    unexpected = [k for k in module_sd if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(module_sd[k].shape)} vs expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in module_sd and tuple(module_sd[k].shape) != tuple(v.shape)
+    ]
+    desc = (f"head {arch.head_model_type}, wrist {arch.wrist_model_type}, "
+            f"DiT {arch.n_layer} layers x {arch.n_head} heads, width {arch.feature_dim}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_names(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_names(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {_names(mismatched)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the architecture ({desc}): " + "; ".join(problems)
+        )
+    policy.load_state_dict({**module_sd, **policy.normalizer.state_dict(prefix="normalizer.")}, strict=True)
+    for key, value in policy.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{source}: parameter {key} contains NaN or Inf")
+    return policy.eval()
+
+
+def load_checkpoint(path: str | pathlib.Path, preset: str | None = None, use_ema: bool = False,
+                    use_sdpa: bool = True) -> LoadedCheckpoint:
+    """Load a checkpoint into a ControllerPolicy in eval mode.
+
+    Raises CheckpointError naming what is wrong (unreadable file, unknown architecture, missing,
+    unexpected or mis-shaped keys, non-finite weights). Blocks while reading the file (seconds for
+    the full-size model).
+    """
+    path = pathlib.Path(path)
+    payload = _read_payload(path)
+    source = f"checkpoint '{path}'"
+    if isinstance(payload, Mapping) and "state_dicts" in payload:
+        state_dicts = payload["state_dicts"]
+        try:
+            arch = arch_from_cfg(payload.get("cfg")) if payload.get("cfg") is not None else None
+        except ConfigError as exc:
+            raise CheckpointError(f"{source}: {exc}") from exc
+        if arch is None:
+            if preset is None:
+                raise CheckpointError(f"{source} has no cfg; pass --preset to name its architecture")
+            arch = get_preset(preset)
+        elif preset is not None and get_preset(preset) != arch:
+            log.warning("%s: --preset %s ignored, the checkpoint's cfg defines the architecture", source, preset)
+        key = "ema_model" if use_ema else "model"
+        if key not in state_dicts or state_dicts[key] is None:
+            have = sorted(k for k, v in state_dicts.items() if v is not None)
+            raise CheckpointError(f"{source} has no '{key}' weights (it has: {have})")
+        state_dict = state_dicts[key]
+        weights = key
+    elif isinstance(payload, Mapping):
+        state_dict = payload.get("state_dict", payload)
+        if preset is None:
+            raise CheckpointError(f"{source} is a plain state dict without cfg; pass --preset to name its architecture")
+        if use_ema:
+            raise CheckpointError(f"{source} is a plain state dict: it has no separate EMA weights (drop --use-ema)")
+        arch = get_preset(preset)
+        weights = "state_dict"
+    else:
+        raise CheckpointError(f"{source} holds a {type(payload).__name__}, not a workspace payload or state dict")
+    policy = build_policy(arch, state_dict, source, use_sdpa=use_sdpa)
+    return LoadedCheckpoint(policy, arch, file_sha256(path), str(path), weights)

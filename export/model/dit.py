@@ -1,0 +1,151 @@
+"""Upstream's TransformerForActionDiffusion (controller/model/diffusion/transformer_for_action_diffusion.py).
+
+RDT blocks: x += self_attn(norm1 x); x += cross_attn(norm2 x, cond); x += ffn(norm3 x); then ln_f
+and head. The condition is [obs tokens, time token] + cond_pos_emb. `forward` is the upstream
+computation (the reference and the eager baseline); `encode_obs_kv` / `forward_cached` split it for
+export so the observation K/V is projected once per inference instead of once per DDIM step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export.model.layers import RmsNorm, TimmAttention, TimmMlp, attention
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, hidden_size: int, frequency_embedding_size: int = 256) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, hidden_size),
+            nn.SiLU(),
+            nn.Linear(hidden_size, hidden_size),
+        )
+        self.frequency_embedding_size = frequency_embedding_size
+
+    @staticmethod
+    def timestep_embedding(t: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32) / half)
+        args = t[:, None].float() * freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.timestep_embedding(t, self.frequency_embedding_size))
+
+
+class CrossAttention(nn.Module):
+    """RDT cross-attention: names q, kv, q_norm, k_norm, proj (+ masks/probs buffers when enabled)."""
+
+    def __init__(self, dim: int, num_heads: int, use_attn_mask: bool, max_cond_tokens: int,
+                 action_horizon: int, use_sdpa: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim, bias=True)
+        self.kv = nn.Linear(dim, dim * 2, bias=True)
+        self.q_norm = RmsNorm(self.head_dim)
+        self.k_norm = RmsNorm(self.head_dim)
+        self.proj = nn.Linear(dim, dim)
+        self.use_sdpa = use_sdpa
+        if use_attn_mask:
+            # Training-only attention masks; present in the state dict, unused at inference.
+            self.register_buffer("masks", torch.ones((4, action_horizon, max_cond_tokens), dtype=torch.bool))
+            self.register_buffer("probs", torch.tensor([0.1, 0.1, 0.1, 0.7]))
+
+    def project_kv(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, C) condition -> k-normed K and V, each (B, heads, L, head_dim)."""
+        b, n, _ = c.shape
+        kv = self.kv(c).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        return self.k_norm(k), v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q = self.q_norm(self.q(x).reshape(b, n, self.num_heads, self.head_dim).permute(0, 2, 1, 3))
+        out = F.scaled_dot_product_attention(q, k, v) if self.use_sdpa else attention(q, k, v)
+        return self.proj(out.permute(0, 2, 1, 3).reshape(b, n, c))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        k, v = self.project_kv(c)
+        return self.attend(x, k, v)
+
+
+class RDTBlock(nn.Module):
+    def __init__(self, hidden_size: int, num_heads: int, cross_kwargs: dict, use_sdpa: bool) -> None:
+        super().__init__()
+        self.norm1 = RmsNorm(hidden_size)
+        self.attn = TimmAttention(hidden_size, num_heads, use_sdpa)
+        self.cross_attn = CrossAttention(hidden_size, num_heads, use_sdpa=use_sdpa, **cross_kwargs)
+        self.norm2 = RmsNorm(hidden_size)
+        self.ffn = TimmMlp(hidden_size, hidden_size, approximate="tanh")
+        self.norm3 = RmsNorm(hidden_size)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        x = x + self.cross_attn(self.norm2(x), c)
+        return x + self.ffn(self.norm3(x))
+
+    def forward_cached(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        x = x + self.cross_attn.attend(self.norm2(x), k, v)
+        return x + self.ffn(self.norm3(x))
+
+
+class TransformerForActionDiffusion(nn.Module):
+    def __init__(self, action_dim: int, action_horizon: int, n_layer: int, n_head: int, n_emb: int,
+                 max_cond_tokens: int, use_attn_mask: bool = False, use_sdpa: bool = True) -> None:
+        super().__init__()
+        self._dummy_variable = nn.Parameter(torch.empty(0), requires_grad=False)  # ModuleAttrMixin
+        self.input_emb = nn.Linear(action_dim, n_emb)
+        self.pos_emb = nn.Parameter(torch.zeros(1, action_horizon, n_emb))
+        self.time_emb = TimestepEmbedder(n_emb)
+        self.cond_pos_emb = nn.Parameter(torch.zeros(1, max_cond_tokens, n_emb))
+        cross_kwargs = dict(use_attn_mask=use_attn_mask, max_cond_tokens=max_cond_tokens,
+                            action_horizon=action_horizon)
+        self.blocks = nn.ModuleList(
+            [RDTBlock(n_emb, n_head, cross_kwargs, use_sdpa) for _ in range(n_layer)]
+        )
+        self.ln_f = RmsNorm(n_emb)
+        self.head = nn.Linear(n_emb, action_dim)
+
+    def _input(self, sample: torch.Tensor) -> torch.Tensor:
+        return self.input_emb(sample) + self.pos_emb[:, : sample.shape[1]]
+
+    def _time_token(self, timestep: torch.Tensor, batch: int) -> torch.Tensor:
+        return self.time_emb(timestep.reshape(-1).expand(batch)).unsqueeze(1)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Upstream forward: re-projects the whole condition (obs + time token) in every block."""
+        cond_emb = torch.cat([cond, self._time_token(timestep, sample.shape[0])], dim=1)
+        cond_emb = cond_emb + self.cond_pos_emb[:, : cond_emb.shape[1]]
+        x = self._input(sample)
+        for block in self.blocks:
+            x = block(x, cond_emb)
+        return self.head(self.ln_f(x))
+
+    def encode_obs_kv(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-layer K/V of the observation tokens: each (n_layer, B, heads, N_obs, head_dim)."""
+        c = cond + self.cond_pos_emb[:, : cond.shape[1]]
+        ks, vs = zip(*(block.cross_attn.project_kv(c) for block in self.blocks), strict=True)
+        return torch.stack(ks), torch.stack(vs)
+
+    def forward_cached(self, sample: torch.Tensor, timestep: torch.Tensor,
+                       obs_k: torch.Tensor, obs_v: torch.Tensor) -> torch.Tensor:
+        """Same result as `forward`, with the observation K/V precomputed by `encode_obs_kv`.
+
+        Only the time token (condition index N_obs, depends on t) is projected here.
+        """
+        n_obs = obs_k.shape[3]
+        time_tok = self._time_token(timestep, sample.shape[0]) + self.cond_pos_emb[:, n_obs : n_obs + 1]
+        x = self._input(sample)
+        for i, block in enumerate(self.blocks):
+            k_t, v_t = block.cross_attn.project_kv(time_tok)
+            k = torch.cat([obs_k[i], k_t], dim=2)
+            v = torch.cat([obs_v[i], v_t], dim=2)
+            x = block.forward_cached(x, k, v)
+        return self.head(self.ln_f(x))

@@ -1,0 +1,199 @@
+"""Export a loaded checkpoint to named ONNX graphs + manifest.json (the runtime's model directory)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import pathlib
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from export.checkpoint import LoadedCheckpoint
+from export.graphs import DenoiserGraph, EncoderGraph, UncachedDenoiserGraph, use_explicit_attention
+from runtime.controller.ddim import DDIMSampler
+from runtime.controller.manifest import (
+    DENOISER,
+    DENOISER_UNCACHED,
+    ENCODER,
+    EPSILON,
+    OBS_K,
+    OBS_TOKENS,
+    OBS_V,
+    SAMPLE,
+    TIMESTEP,
+    GraphSpec,
+    Manifest,
+    TensorSpec,
+    obs_specs,
+)
+from runtime.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB
+
+
+def graph_sha256(onnx_path: pathlib.Path, data_path: pathlib.Path | None) -> str:
+    """sha256 over the .onnx file followed by its external data file (when present)."""
+    h = hashlib.sha256()
+    for p in (onnx_path, data_path):
+        if p is not None and p.exists():
+            with p.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _mha_fastpath_disabled():
+    """nn.TransformerEncoder's fused fast path has no ONNX export; use the composite ops while tracing."""
+    backends = getattr(torch.backends, "mha", None)
+    if backends is None or not hasattr(backends, "set_fastpath_enabled"):
+        yield
+        return
+    previous = backends.get_fastpath_enabled()
+    backends.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        backends.set_fastpath_enabled(previous)
+
+
+def _export_one(module: torch.nn.Module, args: tuple, path: pathlib.Path, inputs: list[TensorSpec],
+                outputs: list[str]) -> GraphSpec:
+    import tempfile
+
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as tmp_dir:
+        # Large graphs come out of the exporter as one file per tensor: keep those in a temp dir.
+        tmp = pathlib.Path(tmp_dir) / path.name
+        with torch.no_grad(), _mha_fastpath_disabled(), warnings.catch_warnings():
+            # Shape checks inside torch and our modules are constants for fixed-shape graphs.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                module, args, str(tmp), input_names=[t.name for t in inputs], output_names=outputs,
+                opset_version=OPSET, do_constant_folding=True, dynamo=False,
+            )
+            out_values = module(*args)
+        model = onnx.load(str(tmp))  # pulls in any external data written next to it
+    size = sum(t.ByteSize() for t in model.graph.initializer)
+    data_path = path.with_name(path.name + ".data")
+    for stale in (path, data_path):
+        stale.unlink(missing_ok=True)
+    external = size > EXTERNAL_DATA_THRESHOLD_BYTES
+    if external:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_path.name, size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+    del model
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"the exported graph {path.name} fails onnx.checker: {exc}") from exc
+    out_specs = [
+        TensorSpec(name, list(value.shape), str(value.detach().numpy().dtype))
+        for name, value in zip(outputs, out_values if isinstance(out_values, tuple) else (out_values,), strict=True)
+    ]
+    return GraphSpec(
+        file=path.name, sha256=graph_sha256(path, data_path if external else None),
+        inputs=inputs, outputs=out_specs, external_data=external,
+    )
+
+
+def example_inputs(arch, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    rgbm = torch.rand(1, 1, 4, 518, 518, generator=g)
+    rgbm[:, :, 3] = (rgbm[:, :, 3] > 0.5).float()
+    return {
+        "rgbm": rgbm,
+        "right_cam_img": torch.rand(1, 1, 3, 518, 518, generator=g),
+        "right_state": torch.rand(1, 1, 13, generator=g) * 2 - 1,
+    }
+
+
+def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, precision: str = "fp32",
+                      with_uncached: bool = False, progress: bool = True) -> Manifest:
+    """Write encoder.onnx, denoiser.onnx (+ denoiser_uncached.onnx) and manifest.json to output_dir.
+
+    Blocks for the whole export: seconds for the small preset, a few minutes at full size.
+    """
+    import onnx
+    from tqdm.auto import tqdm
+
+    if precision not in ("fp32", "fp16"):
+        raise ModelError(f"precision must be fp32 or fp16, got '{precision}'")
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arch = ckpt.arch
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    policy = copy.deepcopy(ckpt.policy).eval()
+    use_explicit_attention(policy)
+    if dtype != torch.float32:
+        policy = policy.to(dtype)
+
+    obs = example_inputs(arch)
+    n_obs = arch.num_obs_tokens
+    kv_shape = [arch.n_layer, 1, arch.n_head, n_obs, arch.attn_head_dim]
+    sample = torch.randn(1, arch.action_horizon, arch.action_dim, generator=torch.Generator().manual_seed(1))
+    timestep = torch.tensor([float(DDIMSampler(arch.scheduler, arch.num_inference_steps).timesteps[0])])
+    stages = ["encoder", "denoiser"] + (["denoiser_uncached"] if with_uncached else []) + ["manifest"]
+    graphs: dict[str, GraphSpec] = {}
+    bar = tqdm(stages, desc="export controller", unit="graph", disable=not progress)
+    for stage in bar:
+        bar.set_postfix_str(stage)
+        t0 = time.perf_counter()
+        if stage == "encoder":
+            graphs[ENCODER] = _export_one(
+                EncoderGraph(policy, dtype), (obs["rgbm"], obs["right_cam_img"], obs["right_state"]),
+                out / "encoder.onnx", obs_specs(), [OBS_K, OBS_V, OBS_TOKENS],
+            )
+        elif stage == "denoiser":
+            enc = EncoderGraph(policy, dtype)
+            with torch.no_grad():
+                obs_k, obs_v, tokens = enc(obs["rgbm"], obs["right_cam_img"], obs["right_state"])
+            graphs[DENOISER] = _export_one(
+                DenoiserGraph(policy, dtype), (sample, timestep, obs_k, obs_v), out / "denoiser.onnx",
+                [TensorSpec(SAMPLE, list(sample.shape), "float32"), TensorSpec(TIMESTEP, [1], "float32"),
+                 TensorSpec(OBS_K, kv_shape, "float32"), TensorSpec(OBS_V, kv_shape, "float32")],
+                [EPSILON],
+            )
+        elif stage == "denoiser_uncached":
+            graphs[DENOISER_UNCACHED] = _export_one(
+                UncachedDenoiserGraph(policy, dtype), (sample, timestep, tokens), out / "denoiser_uncached.onnx",
+                [TensorSpec(SAMPLE, list(sample.shape), "float32"), TensorSpec(TIMESTEP, [1], "float32"),
+                 TensorSpec(OBS_TOKENS, list(tokens.shape), "float32")],
+                [EPSILON],
+            )
+        log.info("exported %s in %.1f s", stage, time.perf_counter() - t0)
+    bar.close()
+
+    action_stats = ckpt.policy.normalizer.params_dict["action"]
+    sampler = DDIMSampler(arch.scheduler, arch.num_inference_steps)
+    manifest = Manifest(
+        arch={**arch.to_dict(), "feature_dim": arch.feature_dim, "attn_head_dim": arch.attn_head_dim},
+        action_horizon=arch.action_horizon,
+        action_dim=arch.action_dim,
+        num_obs_tokens=n_obs,
+        num_inference_steps=arch.num_inference_steps,
+        scheduler=dict(arch.scheduler),
+        timesteps=[int(t) for t in sampler.timesteps],
+        normalizer={
+            "scale": np.asarray(action_stats["scale"].detach(), dtype=np.float32).tolist(),
+            "offset": np.asarray(action_stats["offset"].detach(), dtype=np.float32).tolist(),
+        },
+        graphs=graphs,
+        precision=precision,
+        opset=OPSET,
+        source_checkpoint={"path": ckpt.path, "sha256": ckpt.sha256, "weights": ckpt.weights},
+        exporter={"torch": torch.__version__, "onnx": onnx.__version__},
+    )
+    manifest.save(out)
+    return manifest

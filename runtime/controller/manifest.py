@@ -1,0 +1,150 @@
+"""manifest.json of an exported controller: the one source of truth for graph names and shapes.
+
+The exporter writes it (export/onnx_export.py) and the runtime reads it (Controller, backends,
+TensorRT builder): tensor names, shapes and dtypes, the normalizer, the DDIM schedule, hashes.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import asdict, dataclass, field
+
+from runtime.errors import ModelError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+ENCODER = "encoder"
+DENOISER = "denoiser"
+DENOISER_UNCACHED = "denoiser_uncached"  # optional: benchmark variant re-projecting obs K/V each step
+
+# Tensor names (shared by exporter and runtime).
+OBS_INPUTS = ("rgbm", "right_cam_img", "right_state")
+OBS_K, OBS_V = "obs_k", "obs_v"
+OBS_TOKENS = "obs_tokens"
+SAMPLE, TIMESTEP, EPSILON = "sample", "timestep", "epsilon"
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str  # numpy dtype name: float32, float16, int64
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TensorSpec:
+        return cls(name=str(d["name"]), shape=[int(x) for x in d["shape"]], dtype=str(d["dtype"]))
+
+
+@dataclass
+class GraphSpec:
+    file: str
+    sha256: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    external_data: bool = False
+    engine: str | None = None  # TensorRT engine file, when built
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise ModelError(f"graph {self.file} has no input '{name}'")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GraphSpec:
+        return cls(
+            file=str(d["file"]),
+            sha256=str(d["sha256"]),
+            inputs=[TensorSpec.from_dict(x) for x in d["inputs"]],
+            outputs=[TensorSpec.from_dict(x) for x in d["outputs"]],
+            external_data=bool(d.get("external_data", False)),
+            engine=d.get("engine"),
+        )
+
+
+@dataclass
+class Manifest:
+    """Everything the runtime needs besides the graphs themselves."""
+
+    arch: dict  # head/wrist model types, n_layer, n_head, widths, token counts
+    action_horizon: int
+    action_dim: int
+    num_obs_tokens: int
+    num_inference_steps: int
+    scheduler: dict  # diffusers DDIMScheduler config (num_train_timesteps, beta_schedule, ...)
+    timesteps: list[int]  # the DDIM timesteps, for reference (the sampler recomputes them)
+    normalizer: dict  # {"scale": [...], "offset": [...]} of the action; x = (y - offset) / scale
+    graphs: dict[str, GraphSpec]
+    precision: str = "fp32"
+    opset: int = 17
+    source_checkpoint: dict = field(default_factory=dict)  # path, sha256, weights ("model"/"ema_model")
+    exporter: dict = field(default_factory=dict)  # versions of torch / onnx used
+    schema_version: int = SCHEMA_VERSION
+
+    def graph(self, name: str) -> GraphSpec:
+        if name not in self.graphs:
+            raise ModelError(f"the exported model has no '{name}' graph (it has: {sorted(self.graphs)})")
+        return self.graphs[name]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def save(self, model_dir: str | pathlib.Path) -> pathlib.Path:
+        path = pathlib.Path(model_dir) / MANIFEST_NAME
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Manifest:
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ModelError(
+                f"manifest schema_version {version!r} is not supported (this runtime reads {SCHEMA_VERSION}); "
+                "re-export the model with this version of dexgrasp"
+            )
+        try:
+            graphs = {name: GraphSpec.from_dict(g) for name, g in d["graphs"].items()}
+            fields = {k: d[k] for k in (
+                "arch", "action_horizon", "action_dim", "num_obs_tokens", "num_inference_steps",
+                "scheduler", "timesteps", "normalizer")}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"manifest is missing or has a malformed field: {exc!r}") from exc
+        return cls(
+            graphs=graphs,
+            precision=d.get("precision", "fp32"),
+            opset=int(d.get("opset", 17)),
+            source_checkpoint=d.get("source_checkpoint", {}),
+            exporter=d.get("exporter", {}),
+            schema_version=version,
+            **fields,
+        )
+
+    @classmethod
+    def load(cls, model_dir: str | pathlib.Path) -> Manifest:
+        path = pathlib.Path(model_dir) / MANIFEST_NAME
+        if not path.is_file():
+            raise ModelError(
+                f"'{model_dir}' is not an exported controller: {MANIFEST_NAME} not found "
+                "(create one with `dexgrasp export controller --checkpoint CKPT --output DIR`)"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ModelError(f"{path} does not hold a JSON object")
+        return cls.from_dict(data)
+
+
+def obs_specs(image_size: int = 518, state_dim: int = 13) -> list[TensorSpec]:
+    """Encoder inputs, as upstream's process_obs hands them to predict_action (B=1, T=1)."""
+    return [
+        TensorSpec("rgbm", [1, 1, 4, image_size, image_size], "float32"),
+        TensorSpec("right_cam_img", [1, 1, 3, image_size, image_size], "float32"),
+        TensorSpec("right_state", [1, 1, state_dim], "float32"),
+    ]
