@@ -238,11 +238,16 @@ class PlannerClient:
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wakeup.fileno(), zmq.POLLIN)
         last_hello = last_ping = -1e18
+        hello_sent = False
         t_link = self.clock.now()  # when this socket started waiting to be heard from
         try:
             while not self._stop.is_set():
                 now = self.clock.now()
-                timeout_ms = self._poll_timeout_ms(now, last_hello if not self._handshaken else last_ping)
+                if self._handshaken:
+                    timeout_ms = self._poll_timeout_ms(now, last_ping, self.heartbeat_period_s)
+                else:
+                    timeout_ms = self._poll_timeout_ms(
+                        now, last_hello, self.heartbeat_period_s if hello_sent else min(0.02, self.heartbeat_period_s))
                 try:
                     events = dict(poller.poll(timeout_ms))
                 except zmq.ZMQError as exc:
@@ -254,9 +259,12 @@ class PlannerClient:
                     self._receive_all(sock)
                 self._process_inbox(sock)
                 now = self.clock.now()
-                if not self._handshaken and now - last_hello >= self.heartbeat_period_s:
+                # Until the handshake: re-send hello every heartbeat, or within 20 ms while the
+                # connection is not up yet (IMMEDIATE makes the send fail instead of queueing it).
+                hello_every = self.heartbeat_period_s if hello_sent else min(0.02, self.heartbeat_period_s)
+                if not self._handshaken and now - last_hello >= hello_every:
                     last_hello = now
-                    self._send(sock, wire.hello(self.name))
+                    hello_sent = self._send(sock, wire.hello(self.name))
                 elif self._handshaken and now - last_ping >= self.heartbeat_period_s:
                     last_ping = now
                     self._send(sock, wire.ping(f"ping-{next(self._ids)}"))
@@ -278,14 +286,15 @@ class PlannerClient:
                             if p.sent and p.resends < self.max_resends:
                                 p.sent, p.resends = False, p.resends + 1
                     last_hello = -1e18
+                    hello_sent = False
                     t_link = now
         finally:
             sock.close(0)
             ctx.term()
             self._wakeup.close()
 
-    def _poll_timeout_ms(self, now: float, last_beat: float) -> int:
-        wake_at = last_beat + self.heartbeat_period_s
+    def _poll_timeout_ms(self, now: float, last_beat: float, period_s: float) -> int:
+        wake_at = last_beat + period_s
         with self._lock:
             for p in self._pending.values():
                 wake_at = min(wake_at, p.call.deadline)

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 
 from runtime.clock import Clock
+from runtime.errors import DeviceNotConnectedError, DexGraspError
 from runtime.planner import wire
 from runtime.planner.backend import PlannerBackend, PlannerTimeoutError, VLMError
 from runtime.planner.replies import ReplyError
@@ -85,7 +86,10 @@ class PlannerServer:
             raise TimeoutError(f"planner server did not bind {self.bind} within {timeout_s} s")
         if self._start_error is not None:
             self.stop()
-            raise self._start_error
+            exc = self._start_error
+            if isinstance(exc, DexGraspError):
+                raise exc
+            raise DeviceNotConnectedError(f"planner server cannot bind {self.bind}: {exc}") from exc
         for i in range(self.n_workers):
             t = threading.Thread(target=self._worker_loop, name=f"planner-worker-{i}", daemon=True)
             self._threads.append(t)

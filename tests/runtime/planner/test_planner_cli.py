@@ -1,0 +1,126 @@
+"""`dexgrasp planner serve` (a real subprocess) and `dexgrasp planner ask` (in-process main())."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+import zmq
+
+from runtime.cli.main import main
+
+
+def free_endpoint() -> str:
+    with zmq.Context() as ctx:
+        s = ctx.socket(zmq.ROUTER)
+        port = s.bind_to_random_port("tcp://127.0.0.1")
+        s.close(0)
+    return f"tcp://127.0.0.1:{port}"
+
+
+def start_serve(*extra):
+    endpoint = free_endpoint()
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli.main", "planner", "serve", "--bind", endpoint, *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    deadline = time.monotonic() + 20.0
+    lines = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "serving" in line:
+                return proc, endpoint
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"server did not start: {lines} {proc.stderr.read()}")
+
+
+def stop_serve(proc) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    return out
+
+
+@pytest.fixture
+def head_png(tmp_path, head_image):
+    path = tmp_path / "head.png"
+    cv2.imwrite(str(path), head_image)
+    return str(path)
+
+
+def test_serve_local_and_ask_bbox(capsys, head_png):
+    proc, endpoint = start_serve("--backend", "local")
+    try:
+        rc = main(["planner", "ask", "--connect", endpoint, "--task", "bbox", "--image", head_png,
+                   "--prompt", "the red cube", "--timeout-s", "10"])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        result = json.loads(out.out.strip().splitlines()[-1])
+        x1, y1, x2, y2 = result["bbox"]
+        assert abs(x1 - 100) <= 2 and abs(y1 - 200) <= 2 and abs(x2 - 151) <= 2 and abs(y2 - 251) <= 2
+        assert result["label"] == "red cube" and result["image_size"] == [640, 480]
+        rc = main(["planner", "ask", "--connect", endpoint, "--task", "bbox", "--image", head_png,
+                   "--prompt", "the purple pyramid", "--timeout-s", "10"])
+        err = capsys.readouterr().err
+        assert rc == 1 and "invalid_reply" in err and "purple pyramid" in err
+    finally:
+        counters = stop_serve(proc)
+    assert '"ok": 1' in counters
+
+
+def test_serve_vlm_against_fake_openai_server(capsys, head_png, fake_vlm):
+    fake_vlm.default = ("good", 'Here: {"bbox_2d": [10, 20, 60, 90], "label": "cube"}')
+    proc, endpoint = start_serve("--vlm-url", fake_vlm.url, "--api-key-env", "PATH")
+    try:
+        rc = main(["planner", "ask", "--connect", endpoint, "--task", "bbox", "--image", head_png,
+                   "--prompt", "the cube", "--timeout-s", "10"])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        assert json.loads(out.out.strip().splitlines()[-1])["bbox"] == [10, 20, 60, 90]
+    finally:
+        stop_serve(proc)
+    assert fake_vlm.requests[0]["model"] == "fake-vl"  # resolved from GET /models
+
+
+def test_ask_unreachable_server_fails_clearly(capsys, head_png):
+    rc = main(["planner", "ask", "--connect", free_endpoint(), "--task", "complete", "--image", head_png,
+               "--prompt", "clear the table", "--timeout-s", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "timeout" in err and "unreachable" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "verify", "--prompt", "x"], "--image2"),
+    (["--task", "bbox"], "--prompt"),
+])
+def test_ask_argument_errors(capsys, head_png, args, message):
+    rc = main(["planner", "ask", "--connect", "tcp://127.0.0.1:9", "--image", head_png, *args])
+    assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_ask_missing_image_file(capsys, tmp_path):
+    rc = main(["planner", "ask", "--connect", "tcp://127.0.0.1:9", "--task", "bbox",
+               "--image", str(tmp_path / "nope.png"), "--prompt", "x"])
+    assert rc == 2 and "cannot read image file" in capsys.readouterr().err
+
+
+def test_serve_needs_vlm_url(capsys):
+    rc = main(["planner", "serve", "--bind", "tcp://127.0.0.1:*"])
+    assert rc == 2 and "--vlm-url is required" in capsys.readouterr().err
+
+
+def test_keygen(tmp_path, capsys):
+    assert main(["planner", "keygen", "--dir", str(tmp_path), "--name", "robot"]) == 0
+    assert (tmp_path / "robot.key").exists() and (tmp_path / "robot.key_secret").exists()
+    assert oct((tmp_path / "robot.key_secret").stat().st_mode)[-3:] == "600"
