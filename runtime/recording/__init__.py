@@ -23,19 +23,27 @@ __all__ = [
 ]
 
 
-def make_recorder(section: dict | RecordingConfig | None, record_dir: str | None = None):
+def make_recorder(section: dict | RecordingConfig | None, context=None, record_dir: str | None = None):
     """A started EpisodeRecorder from the `recording:` section (or `--record DIR`), or None.
 
-    record_dir (from the command line) overrides section['dir']. Starting takes the directory lock
-    and quarantines crash leftovers (fast: no checksums).
+    context: the RuntimeConfig (or a directory path, taken as record_dir). From a RuntimeConfig the
+    robot's arm limits become `arm_joint_limits` unless the section sets them or sets
+    `raw_joint_units: true`, so state/action are stored in the model's [-1, 1] arm space like
+    upstream's recordings. record_dir (from the command line) overrides section['dir'].
+    Starting takes the directory lock and quarantines crash leftovers (fast: no checksums).
     """
+    import os
+
+    if isinstance(context, (str, os.PathLike)):
+        context, record_dir = None, str(context)
     if isinstance(section, RecordingConfig):
-        cfg = section
-    else:
-        raw = dict(section or {})
-        if record_dir:
-            raw["dir"] = str(record_dir)
-        if not raw.get("dir"):
-            return None
-        cfg = RecordingConfig.from_dict(raw)
-    return EpisodeRecorder(cfg).start()
+        return EpisodeRecorder(section).start()
+    raw = dict(section or {})
+    if record_dir:
+        raw["dir"] = str(record_dir)
+    if not raw.get("dir"):
+        return None
+    robot = getattr(context, "robot", None)
+    if robot is not None and raw.get("arm_joint_limits") is None and not raw.get("raw_joint_units", False):
+        raw["arm_joint_limits"] = {"lower": list(robot.arm_lower_rad), "upper": list(robot.arm_upper_rad)}
+    return EpisodeRecorder(RecordingConfig.from_dict(raw)).start()

@@ -35,6 +35,7 @@ class RecordingConfig:
     state_dim: int = 13
     max_pending_frames: int = 8
     arm_joint_limits: dict | None = None
+    raw_joint_units: bool = False  # make_recorder: do not take arm limits from the runtime config
 
     @classmethod
     def from_dict(cls, raw: dict | None, where: str = "recording") -> RecordingConfig:

@@ -30,9 +30,17 @@ from runtime.telemetry.joint import joint_sample
 
 log = logging.getLogger(__name__)
 
-START_EVENTS = frozenset({"episode_start", "episode_started", "start"})
-END_EVENTS = frozenset({"episode_end", "episode_ended", "end", "complete", "completed", "done",
-                        "aborted", "failed", "stopped", "protective_stop"})
+# Event names (event_dict["event"], or ["type"]) that open / close a recorded episode. The app emits
+# "command start" when an operator or autostart starts one, and the episode runner "ended <outcome>"
+# and "episode ended" when it finishes; a protective stop ("command stop") ends it too.
+START_EVENTS = frozenset({"episode_start", "episode_started", "start", "command start"})
+END_EVENTS = frozenset({"episode_end", "episode_ended", "episode ended", "end", "complete", "completed", "done",
+                        "aborted", "failed", "stopped", "protective_stop", "command stop"})
+
+
+def _event_kind(event: dict) -> str:
+    kind = str(event.get("event") or event.get("type") or "").strip().lower()
+    return "episode_end" if kind.startswith("ended ") else kind
 MAX_CONTROL_ITEMS = 256  # episode begin/end/events queued beyond the frame bound
 WRITER_JOIN_TIMEOUT_S = 10.0
 
@@ -73,7 +81,7 @@ class EpisodeRecorder:
         self.finished: list[Path] = []
         self.counters = {
             "frames_offered": 0, "frames_queued": 0, "frames_written": 0, "dropped_queue_full": 0,
-            "dropped_no_state": 0, "dropped_no_action": 0, "dropped_not_recording": 0, "dropped_bad_frame": 0,
+            "dropped_no_state": 0, "dropped_no_wrist": 0, "dropped_no_action": 0, "dropped_not_recording": 0, "dropped_bad_frame": 0,
             "dropped_after_error": 0, "frames_lost": 0, "dropped_events": 0, "bad_joint_samples": 0, "episodes_finished": 0,
             "episodes_quarantined": 0, "write_errors": 0,
         }
@@ -148,13 +156,15 @@ class EpisodeRecorder:
 
     # ------------------------------------------------------------------ observer interface
     def on_episode_event(self, event: dict) -> None:
-        kind = event.get("event") or event.get("type")
+        kind = _event_kind(event)
         if kind in START_EVENTS:
-            self.begin_episode(**{k: v for k, v in event.items() if k not in ("event", "type")})
+            command = event.get("command") if isinstance(event.get("command"), dict) else {}
+            prompt = event.get("prompt") or command.get("prompt")
+            self.begin_episode(prompt, **{k: v for k, v in event.items() if k not in ("event", "type", "prompt")})
             self.note(dict(event))
         elif kind in END_EVENTS:
             self.note(dict(event))
-            self.end_episode(str(event.get("outcome") or kind))
+            self.end_episode(str(event.get("outcome") or event.get("event") or kind))
         else:
             self.note(dict(event))
 
@@ -174,6 +184,9 @@ class EpisodeRecorder:
                 return
             if self._latest_state is None:
                 self.counters["dropped_no_state"] += 1
+                return
+            if wrist is None:  # right_cam_img is part of every training sample
+                self.counters["dropped_no_wrist"] += 1
                 return
             if mask is None:
                 mask = np.zeros(np.shape(head)[:2], dtype=np.uint8)

@@ -344,9 +344,12 @@ class TelemetryNode:
             log.exception("telemetry: submit_command raised")
             self._result(cmd.cmd_id, cmd.name, "rejected", f"runtime error: {type(exc).__name__}: {exc}")
             return
-        if answer is False or (isinstance(answer, dict) and answer.get("accepted") is False):
-            reason = answer.get("reason") if isinstance(answer, dict) else None
+        # app.submit_command answers {"ok": bool, "reason": str}; False / {"accepted": False} also refuse
+        refused = answer is False or (isinstance(answer, dict) and (answer.get("ok") is False
+                                                                      or answer.get("accepted") is False))
+        reason = answer.get("reason") if isinstance(answer, dict) else None
+        if refused:
             self._result(cmd.cmd_id, cmd.name, "rejected", reason or "refused by the runtime")
             return
         self.gate.accepted()
-        self._result(cmd.cmd_id, cmd.name, "accepted")
+        self._result(cmd.cmd_id, cmd.name, "accepted", reason)
