@@ -13,6 +13,7 @@ commands come in through the thread-safe `submit_command`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -221,6 +222,11 @@ class App:
             self._mlocked = self.setup["mlockall"] == "applied"
         self._switch.__enter__()
         self.setup["switch_interval"] = self._switch.describe()
+        # A full garbage collection holds the GIL for milliseconds; move everything allocated at
+        # start-up (models, configs, modules) out of the collector's sight so the runs stay short.
+        gc.collect()
+        gc.freeze()
+        self.setup["gc"] = f"frozen {gc.get_freeze_count()} start-up objects"
         self.dispatcher.start()
         for w in self.camera_workers:
             w.start()
@@ -278,8 +284,15 @@ class App:
             if name == "episode":
                 self._call(fn, name)
         for w in (self.policy_worker, self.tracker_worker):
-            if w is not None and not w.stop():
-                self._error(f"{w.name} did not stop within its timeout")
+            # An inference in progress cannot be interrupted (ONNX Runtime / TensorRT): wait for
+            # it, bounded by the slowest inference seen, rather than tear the runtime down under it.
+            timeout_s = 2.0
+            if w is self.policy_worker and w is not None and w.latency.count:
+                timeout_s = max(2.0, 2.0 * w.latency.summary()["max"])
+            elif w is self.policy_worker:
+                timeout_s = 30.0
+            if w is not None and not w.stop(timeout_s):
+                self._error(f"{w.name} did not stop within {timeout_s:.1f} s")
         for w in self.camera_workers:
             if not w.stop():
                 self._error(f"{w.name} did not stop within its timeout")

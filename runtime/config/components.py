@@ -50,7 +50,15 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
                             lower=np.asarray(cfg.robot.lower), upper=np.asarray(cfg.robot.upper))
         return BridgeHandle(bridge, description="fake bridge")
     from firmware_bridge.host import BridgeHost
+    from firmware_bridge.joints import JointLimits as FirmwareLimits
+    from runtime.execution.safety import JointLimits
 
+    # The firmware enforces its own limits as the last line of defence; give it the same position
+    # limits and a margin on velocity/acceleration, so the host's filter is what normally acts.
+    host = JointLimits.from_config(cfg.robot, cfg.safety)
+    margin = float(b.options.get("firmware_limit_margin", 1.25))
+    fw_limits = FirmwareLimits(tuple(cfg.robot.joint_names), host.lower, host.upper,
+                               host.max_velocity * margin, host.max_acceleration * margin)
     closers: list = []
     port = b.port
     desc = f"serial {port}"
@@ -58,13 +66,13 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
         from firmware_bridge.emulator import EmulatorProcess
 
         emu = EmulatorProcess(**b.options.get("emulator", {}))
-        start_kwargs = {"limits": (list(cfg.robot.lower), list(cfg.robot.upper))}
+        start_kwargs = {"limits": fw_limits, "initial_positions": list(cfg.robot.home_positions)}
         start_kwargs.update(b.options.get("emulator_start", {}))
         emu.start(**_accepted(emu.start, start_kwargs))
         port = emu.port
         closers.append(emu.stop)
         desc = f"firmware emulator on {port}"
-    host_kwargs = {"clock": clock, "joint_names": list(cfg.robot.joint_names)}
+    host_kwargs = {"clock": clock, "limits": fw_limits}
     host_kwargs.update(b.options.get("host", {}))
     try:
         bridge = BridgeHost(port, **_accepted(BridgeHost.__init__, host_kwargs))

@@ -99,6 +99,9 @@ class ControlLoop:
         self.last_state = None
         self.thread_setup: Any = None
         self._t_started = math.nan
+        self._t_first_cycle = math.nan
+        self._t_last_cycle = math.nan
+        self._cycles_at_stop: int | None = None
 
     # ---- thread-safe controls (any thread) -------------------------------------------------------
     def submit(self, command: str, **kwargs: Any) -> bool:
@@ -142,8 +145,13 @@ class ControlLoop:
             while not self._stop.is_set():
                 tick = self.rate.sleep()
                 t0 = time.perf_counter()
-                self.step(self.clock.now(), tick.deadline + self.period_s)
+                now = self.clock.now()
+                if tick.index == 0:
+                    self._t_first_cycle = now
+                self.step(now, tick.deadline + self.period_s)
+                self._t_last_cycle = now
                 self.cycle_work.add(time.perf_counter() - t0)
+            self._cycles_at_stop = self.rate.cycles
             self._safe_stop()
         except Exception as exc:
             self._note_error(f"control loop crashed: {exc!r}")
@@ -319,8 +327,18 @@ class ControlLoop:
             "commands_sent": self.commands_sent,
         }
 
+    def achieved_hz(self) -> float:
+        """Cycles per second over the running phase (first to last cycle before the stop request;
+        the safe-stop cycles and the time after the loop ended are not counted)."""
+        n = self.rate.cycles if self._cycles_at_stop is None else self._cycles_at_stop
+        span = self._t_last_cycle - self._t_first_cycle
+        if not (n >= 2 and span > 0):
+            return self.rate.achieved_hz()
+        return (n - 1) / span
+
     def report(self) -> dict:
         r = self.rate.report()
+        r["rate_hz_achieved"] = self.achieved_hz()
         return {
             **r,
             "cycle_work_us": {k: v for k, v in self.cycle_work.summary_us().items() if k in ("p50", "p99", "max")},
