@@ -43,14 +43,18 @@ def latency_histograms(series: dict[str, list[float]], path: pathlib.Path, title
     fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 3.2 * rows), squeeze=False)
     for ax, (label, x) in zip(axes.flat, items, strict=False):
         x = x[np.isfinite(x)]
-        ax.hist(x, bins=min(60, max(10, x.size // 5)), color=COLORS[0], alpha=0.85)
+        if x.size < 20:  # too few for a histogram: show every sample
+            ax.plot(x, np.zeros_like(x), "o", color=COLORS[0], alpha=0.8, markersize=7)
+            ax.set_yticks([])
+        else:
+            ax.hist(x, bins=min(60, max(10, x.size // 5)), color=COLORS[0], alpha=0.85)
         for q, style, name in ((50, "-", "p50"), (99, "--", "p99")):
             v = float(np.percentile(x, q))
             ax.axvline(v, color="k", linestyle=style, linewidth=1, label=f"{name} {v:.3g} {unit}")
         ax.axvline(float(x.max()), color=COLORS[3], linestyle=":", linewidth=1, label=f"max {x.max():.3g} {unit}")
         ax.set_title(f"{label} (n={x.size})", fontsize=10)
         ax.set_xlabel(f"latency [{unit}]")
-        ax.set_ylabel("count")
+        ax.set_ylabel("count" if x.size >= 20 else "samples")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(items):]:
         ax.set_visible(False)
@@ -91,30 +95,68 @@ def lateness_over_time(runs: dict[str, dict], path: pathlib.Path, title: str) ->
     return path
 
 
+def _gantt(ax, spans: list[dict], lanes: list[str], color: dict, lo: float, hi: float, labels: bool) -> None:
+    for s in spans:
+        if s["end_ms"] < lo or s["start_ms"] > hi:
+            continue
+        y = lanes.index(s["lane"])
+        width = max(s["end_ms"] - s["start_ms"], (hi - lo) * 0.003)  # keep instantaneous events visible
+        ax.barh(y, width, left=s["start_ms"], height=0.6, color=color[s["stage"]], edgecolor="k", linewidth=0.4)
+        if labels and lo <= s["start_ms"] and s["end_ms"] <= hi:  # label only spans fully in view
+            ax.annotate(f"{s['end_ms'] - s['start_ms']:.3g} ms", (s["end_ms"], y), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=7)
+    ax.set_xlim(lo, hi)
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels(lanes, fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _zoom_windows(spans: list[dict], end: float) -> list[tuple[str, float, float]]:
+    """Windows around the short stages at the start and at the end of a cycle dominated by long ones."""
+    short = [s for s in spans if s["end_ms"] - s["start_ms"] < 0.02 * end]
+    head = [s for s in short if s["end_ms"] <= 0.1 * end]
+    tail = [s for s in short if s["start_ms"] >= 0.9 * end]
+    out = []
+    if head:
+        hi = max(s["end_ms"] for s in head)
+        out.append(("start of the cycle (zoom)", -0.05 * hi, hi * 1.35))
+    if tail:
+        lo = min(s["start_ms"] for s in tail)
+        span = max(end - lo, 0.5)
+        out.append(("end of the cycle (zoom)", lo - 2.0 * span, end + 0.6 * span))
+    return out
+
+
 def stage_timeline(spans: list[dict], path: pathlib.Path, title: str) -> pathlib.Path:
-    """Gantt chart. `spans`: [{"stage", "lane", "start_ms", "end_ms"}] relative to the capture time."""
+    """Gantt chart. `spans`: [{"stage", "lane", "start_ms", "end_ms"}] relative to the capture time.
+
+    When a few long stages dominate (inference on a CPU), two zoomed panels show the short stages
+    at the start (capture, tracker) and at the end (postprocess, serial write) of the cycle."""
     plt = _pyplot()
     if not spans:
         raise ValueError(f"no spans to plot for {title!r}")
     lanes = list(dict.fromkeys(s["lane"] for s in spans))
     stages = list(dict.fromkeys(s["stage"] for s in spans))
     color = {name: COLORS[i % len(COLORS)] for i, name in enumerate(stages)}
-    fig, ax = plt.subplots(figsize=(11, 1.0 + 0.7 * len(lanes)))
     end = max(s["end_ms"] for s in spans)
-    for s in spans:
-        y = lanes.index(s["lane"])
-        width = max(s["end_ms"] - s["start_ms"], end * 0.002)  # keep instantaneous events visible
-        ax.barh(y, width, left=s["start_ms"], height=0.6, color=color[s["stage"]], edgecolor="k", linewidth=0.4)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=color[n]) for n in stages]
-    labels = [f"{n} ({sum(s['end_ms'] - s['start_ms'] for s in spans if s['stage'] == n):.1f} ms)" for n in stages]
-    ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4)
-    ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels(lanes)
-    ax.invert_yaxis()
+    zooms = _zoom_windows(spans, end)
+    height = 0.9 + 0.55 * len(lanes)
+    fig = plt.figure(figsize=(11, height * (2 if zooms else 1) + 0.9))
+    grid = fig.add_gridspec(2 if zooms else 1, max(1, len(zooms)))
+    ax = fig.add_subplot(grid[0, :])
+    _gantt(ax, spans, lanes, color, -0.01 * end, end * 1.08, labels=False)
     ax.set_xlabel("time since camera capture [ms]")
     ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    for i, (name, lo, hi) in enumerate(zooms):
+        zax = fig.add_subplot(grid[1, i])
+        _gantt(zax, spans, lanes, color, lo, hi, labels=True)
+        zax.set_title(name, fontsize=9)
+        zax.set_xlabel("ms since camera capture", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=color[n]) for n in stages]
+    labels = [f"{n} ({sum(s['end_ms'] - s['start_ms'] for s in spans if s['stage'] == n):.3g} ms)" for n in stages]
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(4, len(stages)))
+    fig.tight_layout(rect=(0, 0.09 if len(stages) <= 4 else 0.13, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
