@@ -253,6 +253,17 @@ class BridgeHost:
         `timeout_s` passes; returns whether it is. Arming is still the caller's decision."""
         return self._ready.wait(timeout_s)
 
+    def ping(self, count: int = 10) -> list[float]:
+        """Round trips (seconds) of `count` HEARTBEAT -> ACK exchanges; blocks for them. Lost ones are
+        retried like any request. Does not change the arm state (a heartbeat never moves anything)."""
+        self._require_session("ping")
+        rtts = []
+        for _ in range(count):
+            t0 = self.clock.now()
+            self._send_request(P.MsgType.HEARTBEAT, P.Heartbeat(int(t0 * 1e6)))
+            rtts.append(self.clock.now() - t0)
+        return rtts
+
     # ---- state and status --------------------------------------------------------------------
 
     def latest_state(self, max_age_s: float | None = None) -> State:

@@ -94,7 +94,7 @@ class JointLimits:
         lines = ["# name lower upper max_velocity max_acceleration"]
         for i, n in enumerate(self.names):
             lines.append(
-                f"{n} {self.lower[i]!r} {self.upper[i]!r} {self.max_velocity[i]!r} {self.max_acceleration[i]!r}"
+                f"{n} {float(self.lower[i])!r} {float(self.upper[i])!r} {float(self.max_velocity[i])!r} {float(self.max_acceleration[i])!r}"
             )
         return "\n".join(lines) + "\n"
 

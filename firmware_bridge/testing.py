@@ -15,6 +15,9 @@ import random
 import select
 import threading
 import tty
+from pathlib import Path
+
+import numpy as np
 
 from firmware_bridge import protocol as P
 from firmware_bridge.framer import FrameError, Framer
@@ -211,3 +214,15 @@ class RawClient:
 
     def close(self) -> None:
         self.ser.close()
+
+
+def read_applied(path: str | Path) -> list[tuple[int, int, np.ndarray]]:
+    """Parse the emulator's `--log-applied` file: `seq,mcu_time_us,v1..v13` per applied target."""
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    for line in p.read_text().splitlines():
+        parts = line.split(",")
+        rows.append((int(parts[0]), int(parts[1]), np.array([float(x) for x in parts[2:]], dtype=np.float64)))
+    return rows

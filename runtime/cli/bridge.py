@@ -1,0 +1,161 @@
+"""`dexgrasp bridge`: talk to the hand/arm microcontroller (or its emulator) over the serial link."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DESCRIPTION = """\
+Probe or exercise the firmware bridge (serial protocol to the hand/arm microcontroller).
+
+  dexgrasp bridge probe --port /dev/ttyACM0
+      handshake, print one JSON line: versions, joints, session id, round-trip time
+  dexgrasp bridge stream --port /dev/ttyACM0 --duration 10 --rate 500
+      arm, stream small in-limit targets around the current pose, disarm; the last line printed
+      is one JSON object: sent, states, crc_errors, resyncs, timeouts, reconnects, rtt_ms{p50,p99,max}
+  dexgrasp bridge stream --emulator --duration 5 --rate 1000
+      the same against dexgrasp-fw-emulator (built with cmake on first use), no hardware needed
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bridge", help="probe / stream the serial firmware bridge", description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="bridge_command", metavar="ACTION", required=True)
+
+    def common(sp):
+        sp.add_argument("--port", help="serial port (e.g. /dev/ttyACM0); omit with --emulator")
+        sp.add_argument("--emulator", action="store_true", help="start dexgrasp-fw-emulator and use its pty")
+        sp.add_argument("--limits", help="joint limits JSON (names, lower, upper, velocity[, acceleration])")
+        sp.add_argument("--timeout-ms", type=float, default=200.0, help="link-loss timeout (default 200)")
+
+    probe = sub.add_parser("probe", help="handshake and print one JSON line",
+                           description="Handshake and print versions, joints, session id and RTT as one JSON "
+                                       "line.\nExample: dexgrasp bridge probe --port /dev/ttyACM0")
+    common(probe)
+    probe.add_argument("--pings", type=int, default=20, help="heartbeat round trips to time (default 20)")
+    probe.set_defaults(func=_probe)
+
+    stream = sub.add_parser("stream", help="stream safe targets and print link statistics",
+                            description="Arm, stream small sinusoidal targets (inside the limits) around the "
+                                        "current pose, disarm.\nExample: dexgrasp bridge stream --emulator "
+                                        "--duration 10 --rate 500")
+    common(stream)
+    stream.add_argument("--duration", type=float, default=5.0, help="seconds (default 5)")
+    stream.add_argument("--rate", type=float, default=500.0, help="command rate in Hz (default 500)")
+    stream.add_argument("--amplitude", type=float, default=0.05,
+                        help="sine amplitude on the arm joints, rad (default 0.05)")
+    stream.set_defaults(func=_stream)
+
+
+def _open(args):
+    """(emulator or None, port, limits)."""
+    from firmware_bridge.emulator import EmulatorProcess
+    from firmware_bridge.joints import JointLimits
+    from runtime.errors import ConfigError
+
+    limits = JointLimits.load_json(args.limits) if args.limits else JointLimits.default()
+    if args.emulator:
+        emu = EmulatorProcess().start(limits=limits)
+        return emu, emu.port, limits
+    if not args.port:
+        raise ConfigError("bridge: give --port PORT, or --emulator to start the firmware emulator")
+    return None, args.port, limits
+
+
+def _probe(args) -> int:
+    import numpy as np
+
+    from firmware_bridge.host import BridgeHost
+
+    emu, port, limits = _open(args)
+    try:
+        with BridgeHost(port, limits=limits, timeout_ms=args.timeout_ms) as bridge:
+            info = bridge.device_info
+            rtts = np.array(bridge.ping(max(1, args.pings))) * 1e3
+            state = bridge.state.wait_newer(0, timeout_s=0.5)
+            fw = info.firmware_version
+            print(json.dumps({
+                "port": port,
+                "protocol_version": info.protocol_version,
+                "firmware_version": f"{fw >> 16}.{(fw >> 8) & 0xFF}.{fw & 0xFF}",
+                "session_id": f"0x{info.session_id:08x}",
+                "num_joints": info.num_joints,
+                "joints": list(limits.names),
+                "schema_hash": f"0x{info.schema_hash:08x}",
+                "hold_timeout_ms": info.hold_timeout_us / 1e3,
+                "safe_off_timeout_ms": info.safe_off_timeout_us / 1e3,
+                "mode": state.value.mode.name if state else None,
+                "rtt_ms": {"p50": float(np.percentile(rtts, 50)), "p99": float(np.percentile(rtts, 99)),
+                           "max": float(rtts.max()), "count": int(rtts.size)},
+            }))
+    finally:
+        if emu is not None:
+            emu.stop()
+    return 0
+
+
+def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, progress: bool = True) -> dict:
+    """Arm, stream sinusoidal in-limit targets around the current pose at `rate_hz`, disarm.
+    Returns the bridge counters plus what this loop saw. Shared with benchmarks/bridge.py."""
+    import math
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from firmware_bridge.errors import NotArmedError
+    from runtime.rate import Rate
+
+    bridge.arm()
+    q0 = bridge.latest_state(max_age_s=0.5).positions.copy()
+    mask = np.zeros_like(q0)
+    mask[:7] = 1.0
+    rate = Rate(rate_hz, bridge.clock, name="bridge-stream")
+    refused = 0
+    n_cycles = max(1, int(round(duration_s * rate_hz)))
+    bar = tqdm(total=n_cycles, unit="cmd", desc="streaming", file=sys.stderr, disable=not progress,
+               mininterval=0.5)
+    try:
+        for _ in range(n_cycles):
+            tick = rate.sleep()
+            phase = 2 * math.pi * 0.5 * (tick.deadline - rate.started_at)
+            q = bridge.limits.clip(q0 + mask * amplitude * math.sin(phase))
+            try:
+                bridge.send_targets(q)
+            except NotArmedError:
+                refused += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        if bridge.armed:
+            bridge.disarm()
+    c = bridge.counters()
+    out = {
+        "sent": c["commands_sent"], "states": c["states"], "crc_errors": c["crc_errors"], "resyncs": c["resyncs"],
+        "timeouts": c["timeouts"], "reconnects": c["reconnects"], "rtt_ms": c["rtt_ms"],
+        "confirmed": c["commands_confirmed"], "lost_rx_frames": c["lost_rx_frames"], "refused": refused,
+        "device_faults": c["device_fault_codes"], "rate": rate.report(),
+    }
+    return out
+
+
+def _stream(args) -> int:
+    from firmware_bridge.host import BridgeHost
+    from runtime.errors import ConfigError
+
+    if not (args.rate > 0 and args.duration > 0):
+        raise ConfigError(f"bridge stream: --rate and --duration must be positive (got {args.rate}, {args.duration})")
+    emu, port, limits = _open(args)
+    try:
+        with BridgeHost(port, limits=limits, timeout_ms=args.timeout_ms) as bridge:
+            result = stream_targets(bridge, args.duration, args.rate, args.amplitude,
+                                    progress=sys.stderr.isatty())
+            bridge.state.wait_newer(0, timeout_s=0.1)
+            result["states"] = bridge.counters()["states"]
+            result["port"] = port
+    finally:
+        if emu is not None:
+            emu.stop()
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,194 @@
+"""BridgeHost against the real emulator over a pseudo-terminal: handshake, arm, what is sent is
+what is applied, refusals before the wire, exclusive open, version and schema mismatch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from firmware_bridge import protocol as P
+from firmware_bridge.errors import (
+    CommandError,
+    DeviceRejectedError,
+    NotArmedError,
+    ProtocolMismatchError,
+)
+from firmware_bridge.host import BridgeHost
+from firmware_bridge.joints import DEFAULT_JOINT_NAMES, JointLimits
+from firmware_bridge.testing import read_applied
+from runtime.errors import DeviceNotConnectedError
+from runtime.rate import Rate
+
+
+def test_handshake_reports_device_and_state(start_emulator):
+    emu = start_emulator()
+    with BridgeHost(emu.port) as bridge:
+        info = bridge.device_info
+        assert info.protocol_version == P.PROTOCOL_VERSION and info.num_joints == 13
+        assert info.schema_hash == P.schema_hash(DEFAULT_JOINT_NAMES)
+        assert bridge.session_id == info.session_id != 0
+        st = bridge.state.wait_newer(0, timeout_s=2.0).value
+        assert st.mode is P.Mode.DISARMED and st.positions.shape == (13,)
+        assert bridge.link_up
+        assert len(bridge.ping(3)) == 3
+
+
+def test_round_trip_500hz_no_lost_frames(start_emulator, tmp_path):
+    """A short version of the benchmark's round trip: every command sent is applied, in order,
+    with exactly the values send_targets returned; every state frame arrives (no seq gaps)."""
+    log = tmp_path / "applied.csv"
+    emu = start_emulator(log_applied=log)
+    with BridgeHost(emu.port) as bridge:
+        bridge.arm()
+        q0 = bridge.latest_state(1.0).positions
+        rate = Rate(500.0, name="test-500hz")
+        sent = {}
+        for k in range(500):
+            rate.sleep()
+            q = q0.copy()
+            q[:7] += 0.02 * np.sin(k / 50)
+            q[12] = 5.0  # outside the hand limit: clamped on the host, returned as sent
+            out = bridge.send_targets(q)
+            assert out[12] == 1.0
+            sent[bridge._seq] = out
+        bridge.disarm()
+        c = bridge.counters()
+    emu.stop()
+    applied = read_applied(log)
+    assert [r[0] for r in applied] == sorted(sent)  # all applied, none twice, in order
+    for seq, _, values in applied:
+        np.testing.assert_array_equal(values.astype(np.float32), sent[seq].astype(np.float32))
+    assert c["lost_rx_frames"] == 0 and c["crc_errors"] == 0 and c["resyncs"] == 0
+    assert c["commands_confirmed"] == 500 and c["rtt_samples"] == 500
+
+
+def test_nonfinite_and_bad_shape_refused_before_the_wire(start_emulator, tmp_path):
+    log = tmp_path / "applied.csv"
+    emu = start_emulator(log_applied=log)
+    with BridgeHost(emu.port) as bridge:
+        bridge.arm()
+        q = bridge.latest_state(1.0).positions.copy()
+        tx = bridge.counters()["frames_tx"]
+        for bad in (np.nan, np.inf, -np.inf):
+            q2 = q.copy()
+            q2[4] = bad
+            with pytest.raises(CommandError, match="arm_joint_5"):
+                bridge.send_targets(q2)
+        with pytest.raises(CommandError, match="shape"):
+            bridge.send_targets(q[:12])
+        assert bridge.counters()["frames_tx"] == tx  # nothing reached the wire
+    emu.stop()
+    assert read_applied(log) == []
+
+
+def test_no_motion_before_arm_and_after_disarm(start_emulator, tmp_path):
+    log = tmp_path / "applied.csv"
+    emu = start_emulator(log_applied=log)
+    with BridgeHost(emu.port) as bridge:
+        q = bridge.state.wait_newer(0, 2.0).value.positions
+        with pytest.raises(NotArmedError, match="arm"):
+            bridge.send_targets(q)
+        bridge.arm()
+        bridge.send_targets(q)
+        bridge.disarm()
+        with pytest.raises(NotArmedError):
+            bridge.send_targets(q)
+    emu.stop()
+    assert len(read_applied(log)) == 1
+
+
+def test_trajectory_is_applied_point_by_point(start_emulator, tmp_path):
+    log = tmp_path / "applied.csv"
+    emu = start_emulator(log_applied=log)
+    with BridgeHost(emu.port) as bridge:
+        bridge.arm()
+        q0 = bridge.latest_state(1.0).positions
+        now = bridge.clock.now()
+        pts = np.stack([q0 + 0.01 * i for i in range(1, 5)])
+        pts[:, 7:] = 0.5
+        sent = bridge.send_trajectory(now + 0.01 * np.arange(1, 5), pts)
+        st = bridge.state.wait_newer(bridge.state.peek().seq, 1.0)
+        assert st is not None
+    emu.stop()
+    rows = read_applied(log)
+    assert len(rows) == 4 and len({r[0] for r in rows}) == 1
+    np.testing.assert_allclose(np.stack([r[2] for r in rows]), sent, atol=1e-6)
+
+
+def test_protective_stop_latches_until_clear_and_arm(start_emulator):
+    emu = start_emulator()
+    with BridgeHost(emu.port) as bridge:
+        bridge.arm()
+        bridge.protective_stop()
+        assert bridge.needs_rearm
+        with pytest.raises(DeviceRejectedError, match="ERR_PSTOP"):
+            bridge.arm()
+        bridge.clear_stop()
+        bridge.arm()
+        q = bridge.latest_state(1.0).positions
+        bridge.send_targets(q)
+        st = bridge.state.wait_newer(bridge.state.peek().seq, 1.0).value
+        assert st.mode is P.Mode.ARMED
+
+
+def test_version_mismatch_names_both_versions_and_enables_nothing(start_emulator, tmp_path):
+    log = tmp_path / "applied.csv"
+    emu = start_emulator(log_applied=log)
+    bridge = BridgeHost(emu.port, expected_version=2)
+    with pytest.raises(ProtocolMismatchError, match="host speaks version 2, firmware speaks version 1"):
+        bridge.connect()
+    with pytest.raises(NotArmedError):
+        bridge.send_targets(np.zeros(13))
+    bridge.close()
+
+
+def test_schema_mismatch_names_both_hashes(start_emulator):
+    emu = start_emulator()
+    names = list(DEFAULT_JOINT_NAMES)
+    names[8] = "thumb_rotation"
+    with pytest.raises(ProtocolMismatchError, match="joint schema mismatch.*thumb_rotation"):
+        BridgeHost(emu.port, joint_names=names).connect()
+
+
+def test_emulator_limits_file_sets_schema_and_clamps(start_emulator, tmp_path):
+    names = [f"j{i}" for i in range(13)]
+    lim = JointLimits(tuple(names), -np.full(13, 0.5), np.full(13, 0.5), np.full(13, 1.0), np.full(13, 5.0))
+    path = tmp_path / "limits.json"
+    path.write_text(json.dumps({"names": names, "lower": [-0.5] * 13, "upper": [0.5] * 13, "velocity": [1.0] * 13}))
+    log = tmp_path / "applied.csv"
+    emu = start_emulator(limits=path, log_applied=log)
+    with pytest.raises(ProtocolMismatchError):
+        BridgeHost(emu.port).connect()  # default names: another schema
+    with BridgeHost(emu.port, limits=lim) as bridge:
+        bridge.arm()
+        sent = bridge.send_targets(np.full(13, 3.0))  # host clamps
+        assert np.all(sent == 0.5)
+        bridge.state.wait_newer(bridge.state.peek().seq, 1.0)
+    emu.stop()
+    assert np.all(read_applied(log)[0][2] == 0.5)
+
+
+def test_second_process_cannot_open_the_same_port(start_emulator):
+    emu = start_emulator()
+    with BridgeHost(emu.port):
+        code = (
+            "import sys\n"
+            "from firmware_bridge.host import BridgeHost\n"
+            "from runtime.errors import DeviceNotConnectedError\n"
+            f"b = BridgeHost({emu.port!r})\n"
+            "try:\n    b.connect(timeout_s=0.5)\nexcept DeviceNotConnectedError as e:\n"
+            "    print(e); sys.exit(3)\n"
+            "sys.exit(0)\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert "exclusive" in proc.stdout
+
+
+def test_missing_port_is_a_clear_error(tmp_path):
+    with pytest.raises(DeviceNotConnectedError, match="cannot open serial port"):
+        BridgeHost(str(tmp_path / "ttyNOPE")).connect()
