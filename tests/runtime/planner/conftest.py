@@ -17,6 +17,7 @@ Every request body is recorded (parsed JSON) for assertions about prompts and im
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +45,12 @@ class FakeVLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                # Headers and body go out as separate writes: without TCP_NODELAY, Nagle plus the
+                # client's delayed ACK adds ~40 ms to every reply (a stand-in artefact, not the link's).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *args):  # keep pytest output clean
                 pass
