@@ -110,7 +110,6 @@ class ClassicalTracker:
         self._mask: np.ndarray | None = None  # last visible mask (full frame)
         self._extent: np.ndarray | None = None  # whole-object estimate, moved with the flow
         self._extent_box = np.zeros(4)  # the same as an unclipped float box (may leave the frame)
-        self._last_roi_slices = (slice(0, 0), slice(0, 0))
         self._gray: np.ndarray | None = None
         self._points = np.zeros((0, 2), np.float32)
         self._ref_area = 0.0
@@ -259,7 +258,7 @@ class ClassicalTracker:
         roi = self._union(roi, _grow(prev_box, 0.2, 4, (h, w)))
         motion = self.flow.estimate(self._gray, gray, self._points, roi)
         hold_m = np.array([[1.0, 0, self._velocity[0]], [0, 1.0, self._velocity[1]]])
-        sy, sx = self._last_roi_slices = roi_slices(roi)
+        sy, sx = roi_slices(roi)
         hsv = cv2.cvtColor(image_bgr[sy, sx], cv2.COLOR_BGR2HSV)
         prob = self._model.prob(hsv)
         fg = (prob >= self.config.prob_threshold).astype(np.uint8)
@@ -283,7 +282,7 @@ class ClassicalTracker:
         mask = empty.copy()
         mask[sy, sx] = chosen
         box_pred = self._extent_box + np.tile(self._motion_step, 2)
-        result = self._judge(prob, chosen, box_pred)
+        result = self._judge(prob, chosen, mask, box_pred)
         if result.lost and self.config.redetect:
             found = self._redetect(image_bgr)
             if found is not None:
@@ -352,7 +351,7 @@ class ClassicalTracker:
             keep = [1 + int(np.argmin(np.where(plausible, d, np.inf)))]
         return np.isin(lab, keep).astype(np.uint8)
 
-    def _judge(self, prob, chosen, box_pred) -> TrackResult:
+    def _judge(self, prob, chosen, mask, box_pred) -> TrackResult:
         """Score the observation; decide lost (and why) from the visible area and the extent."""
         cfg = self.config
         area = float(chosen.sum())
@@ -365,9 +364,6 @@ class ClassicalTracker:
         clipped = max(0.0, min(x2, w) - max(x1, 0)) * max(0.0, min(y2, h) - max(y1, 0))
         in_frame = clipped / max((x2 - x1) * (y2 - y1), 1e-6)
         info = {"area_px": int(area), "area_ratio": ratio, "colour": colour_term, "in_frame": in_frame}
-        mask = np.zeros((h, w), np.uint8)
-        sy, sx = self._last_roi_slices
-        mask[sy, sx] = chosen
         reason = None
         if area < cfg.min_area_px:
             reason = "empty"
