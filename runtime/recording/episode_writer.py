@@ -52,6 +52,16 @@ class FrameRecord:
     action: np.ndarray  # (13,) float32
 
 
+def _rgbm_block(buf: list[FrameRecord]) -> np.ndarray:
+    """(n, H, W, 4) uint8: head BGR + mask, like upstream's third_color_image_with_mask."""
+    h, w = buf[0].head.shape[:2]
+    block = np.empty((len(buf), h, w, 4), dtype=np.uint8)
+    for i, r in enumerate(buf):
+        block[i, :, :, :3] = r.head
+        block[i, :, :, 3] = r.mask
+    return block
+
+
 def _compressor(name: str):
     if name == "none":
         return None
@@ -84,6 +94,7 @@ class EpisodeWriter:
         self.video = VideoSink(self.dir / "video", cfg.video_fps) if cfg.video else None
         self._t_first: float | None = None
         self._t_last: float | None = None
+        self._chunk_hashes: dict[str, tuple[int, str]] = {}  # episode-relative path -> (size, sha256)
 
     # ------------------------------------------------------------------ recording
     def add_event(self, event: dict) -> None:
@@ -146,7 +157,7 @@ class EpisodeWriter:
         block = {
             "action": np.stack([r.action for r in buf]),
             "right_state": np.stack([r.state for r in buf]),
-            "rgbm": np.stack([np.concatenate([r.head, r.mask[..., None]], axis=-1) for r in buf]),
+            "rgbm": _rgbm_block(buf),
             "right_cam_img": np.stack([r.wrist for r in buf]),
             "timestamp": np.array([r.t for r in buf], dtype=np.float64),
         }
@@ -161,6 +172,7 @@ class EpisodeWriter:
                 with open(path, "rb") as f:
                     os.fsync(f.fileno())
             files[rel] = sha256_file(path)
+            self._chunk_hashes[f"{ZARR_DIR}/{rel}"] = (path.stat().st_size, files[rel])
         self.frames, self.chunks = b, self.chunks + 1
         self._journal.write(json.dumps({"chunk": self.chunks - 1, "frames": b, "files": files}) + "\n")
         self._journal.flush()
@@ -193,9 +205,9 @@ class EpisodeWriter:
                     if not name[0].isdigit():  # metadata files; chunk files were synced on flush
                         with open(os.path.join(root, name), "rb") as f:
                             os.fsync(f.fileno())
-        write_manifest(self.dir, build_manifest(self.dir, self.frames, {"zarr_format": ZARR_FORMAT,
-                                                                         "prompt": self.info.get("prompt")}),
-                       self.cfg.fsync)
+        manifest = build_manifest(self.dir, self.frames, {"zarr_format": ZARR_FORMAT, "prompt": self.info.get("prompt")},
+                                  known=self._chunk_hashes)
+        write_manifest(self.dir, manifest, self.cfg.fsync)
         return self.dir
 
     def abort(self, reason: str) -> Path:

@@ -57,9 +57,20 @@ def episode_files(episode_dir: Path) -> list[str]:
     return sorted(out)
 
 
-def build_manifest(episode_dir: Path, frames: int, extra: dict | None = None) -> dict:
-    files = {rel: {"size": (episode_dir / rel).stat().st_size, "sha256": sha256_file(episode_dir / rel)}
-             for rel in episode_files(episode_dir)}
+def build_manifest(episode_dir: Path, frames: int, extra: dict | None = None,
+                   known: dict[str, tuple[int, str]] | None = None) -> dict:
+    """The manifest of every file under episode_dir. `known` maps relative paths to (size, sha256)
+    computed when the file was written (the journaled chunks); a file whose size changed since is
+    hashed again, so reuse never vouches for a file that was rewritten."""
+    known = known or {}
+    files = {}
+    for rel in episode_files(episode_dir):
+        size = (episode_dir / rel).stat().st_size
+        if rel in known and known[rel][0] == size:
+            digest = known[rel][1]
+        else:
+            digest = sha256_file(episode_dir / rel)
+        files[rel] = {"size": size, "sha256": digest}
     return {"format": FORMAT, "frames": frames, "files": files, **(extra or {})}
 
 
