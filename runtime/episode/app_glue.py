@@ -7,14 +7,14 @@ default, no server), "remote" = a PlannerClient to `address` (a `dexgrasp planne
     episode: {planner_timeout_s: 30, max_grasp_duration_s: 100, ...}   # EpisodeConfig fields
     client:  {heartbeat_period_s: 1.0, liveness_s: 3.0, max_side_px: 640, image_format: jpeg}
     curve:   {secret_key_file: robot.key_secret, server_public_key_file: server.key}
-    grasp:   {hand_closed_threshold: 0.6, lift_height_m: 0.08, closed_wait_s: 1.5}
+    grasp:   {hand_closed_delta: 0.4, lift_height_m: 0.05, closed_wait_s: 1.5, lost_frames_limit: 30}
 
 Verification timing: upstream verifies while the end effector is above a height threshold. Here
 GraspSignal(hand_closed, arm_lifted) is computed from the measured joints: the hand counts as closed
-when its mean closure (upstream convention: 1.0 open, 0.0 closed) passes the threshold; the arm
-counts as lifted when the wrist is `lift_height_m` above the table (the synthetic scene's FK is
-used when the app runs the sim) or, without a kinematic model, once the hand has stayed closed for
-`closed_wait_s` (the controller lifts right after closing).
+when its joints moved `hand_closed_delta` (mean, normalised) from where they were when the
+controller took over; the arm counts as lifted when the wrist rose `lift_height_m` since the hand
+closed (the synthetic scene's FK is used when the app runs the sim) or, without a kinematic model,
+once the hand has stayed closed for `closed_wait_s` (the controller lifts right after closing).
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ def make_planner(cfg, clock):
 class AppActuator:
     """EpisodeActuator over runtime.app.App. Every method returns at once."""
 
-    def __init__(self, app, hand_closed_threshold: float = 0.6, lift_height_m: float = 0.08,
+    def __init__(self, app, hand_closed_delta: float = 0.4, lift_height_m: float = 0.05,
                  closed_wait_s: float = 1.5, lost_frames_limit: int = 30) -> None:
         self.app = app
-        self.hand_closed_threshold = hand_closed_threshold
+        self.hand_closed_delta = hand_closed_delta
         self.lift_height_m = lift_height_m
         self.closed_wait_s = closed_wait_s
         self.lost_frames_limit = lost_frames_limit
@@ -97,6 +97,8 @@ class AppActuator:
         self._lost_in_a_row = 0
         self._last_seq = 0
         self._closed_since: float | None = None
+        self._hand_ref: np.ndarray | None = None
+        self._z_low = np.inf
         self._pending: list = []
         self._warned_no_home = False
 
@@ -115,6 +117,7 @@ class AppActuator:
     def enable_controller(self) -> None:
         self._grasping = True
         self._lost_in_a_row = 0
+        self._hand_ref, self._closed_since, self._z_low = None, None, np.inf
         self.app.loop.submit("enable")
 
     def disable_controller(self) -> None:
@@ -162,8 +165,12 @@ class AppActuator:
         return events
 
     def _grasp_signal(self, now: float) -> GraspSignal | None:
+        """Closed = the hand joints moved `hand_closed_delta` (mean, normalised units) away from where
+        they were when the controller took over (so it works whichever value means "open"); lifted =
+        the wrist rose `lift_height_m` above its lowest point since closing (sim FK), or without a
+        kinematic model the hand stayed closed for `closed_wait_s`."""
         bridge = self.app.bridge
-        if bridge is None:
+        if bridge is None or not self._grasping:
             return None
         try:
             q = np.asarray(bridge.latest_state(0.5).positions, dtype=np.float64)
@@ -171,16 +178,21 @@ class AppActuator:
             return None
         if q.size < 13 or not np.all(np.isfinite(q)):
             return None
-        closed = float(np.clip(1.0 - np.mean(q[7:13]), 0.0, 1.0)) >= self.hand_closed_threshold
+        hand = q[7:13]
+        if self._hand_ref is None:
+            self._hand_ref = hand.copy()
+        closed = float(np.mean(np.abs(hand - self._hand_ref))) >= self.hand_closed_delta
         if not closed:
-            self._closed_since = None
+            self._closed_since, self._z_low = None, np.inf
             return GraspSignal(False, False)
         if self._closed_since is None:
             self._closed_since = now
         if self.app.scene is not None:
             from runtime.cameras.scene import arm_points
 
-            lifted = float(arm_points(q)[0][2, 2]) >= self.lift_height_m
+            z = float(arm_points(q)[0][2, 2])
+            self._z_low = min(self._z_low, z)
+            lifted = z - self._z_low >= self.lift_height_m
         else:
             lifted = now - self._closed_since >= self.closed_wait_s
         return GraspSignal(True, lifted)
