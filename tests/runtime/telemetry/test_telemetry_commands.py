@@ -116,3 +116,19 @@ def test_domain_xml_restricts_to_the_configured_interface():
     xml = domain_xml(DdsConfig(interface="lo", allow_multicast=False, peers=("127.0.0.1",)))
     assert '<NetworkInterface name="lo"/>' in xml and "<AllowMulticast>false</AllowMulticast>" in xml
     assert '<Peer address="127.0.0.1"/>' in xml
+
+
+def test_security_files_become_cyclone_security_section(tmp_path):
+    from runtime.telemetry.qos import domain_xml
+
+    names = ("identity_ca", "identity_certificate", "private_key", "permissions_ca", "governance", "permissions")
+    files = {}
+    for name in names:
+        (tmp_path / f"{name}.pem").write_text("x")
+        files[name] = str(tmp_path / f"{name}.pem")
+    cfg = DdsConfig.from_dict({"security": files})
+    xml = domain_xml(cfg)
+    for tag, name in (("IdentityCA", "identity_ca"), ("PrivateKey", "private_key"), ("Governance", "governance"),
+                      ("Permissions", "permissions")):
+        assert f"<{tag}>file:{tmp_path}/{name}.pem</{tag}>" in xml
+    assert xml.index("<Authentication>") < xml.index("<AccessControl>")
