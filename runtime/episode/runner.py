@@ -116,6 +116,7 @@ class EpisodeRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._planner_started = False
 
     # ---- any thread ------------------------------------------------------------------------
     def post(self, event) -> None:
@@ -137,9 +138,10 @@ class EpisodeRunner:
 
     # ---- the episode thread ----------------------------------------------------------------
     def start_threads(self) -> None:
-        if hasattr(self.planner, "start") and not getattr(self.planner, "_started_by_runner", False):
+        """Start the planner link (if it has a lifecycle) and the `episode` thread. Returns at once."""
+        if hasattr(self.planner, "start") and not self._planner_started:
             self.planner.start()
-            self.planner._started_by_runner = True
+            self._planner_started = True
         self._thread = threading.Thread(target=self._run, name="episode", daemon=True)
         self._thread.start()
 
@@ -150,7 +152,7 @@ class EpisodeRunner:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 log.warning("episode thread still alive %.1f s after stop", timeout_s)
-        if hasattr(self.planner, "stop"):
+        if self._planner_started and hasattr(self.planner, "stop"):
             self.planner.stop()
 
     def _run(self) -> None:

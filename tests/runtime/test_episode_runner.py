@@ -189,3 +189,27 @@ def test_end_to_end_in_process_local_backend_finds_the_red_cube():
     inter = max(0, min(x2, gx2) - max(x1, gx1)) * max(0, min(y2, gy2) - max(y1, gy1))
     union = (x2 - x1) * (y2 - y1) + (gx2 - gx1) * (gy2 - gy1) - inter
     assert inter / union > 0.8
+
+
+def test_runner_thread_and_planner_lifecycle():
+    from runtime.planner.inprocess import InProcessPlanner
+    from runtime.planner.local_backend import LocalBackend
+
+    _, head_img, wrist_img, _ = scene_frames()
+    clock = Clock()
+    head, wrist = Mailbox("head", clock), Mailbox("wrist", clock)
+    planner = InProcessPlanner(LocalBackend(), clock)
+    runner = EpisodeRunner(planner, FakeActuator(), head, wrist, clock, EpisodeConfig(), max_frame_age_s=30.0)
+    head.put(head_img)
+    wrist.put(wrist_img)
+    runner.start_threads()
+    try:
+        runner.start("pick up the green ball")
+        deadline = time.monotonic() + 10.0
+        while runner.machine.phase != Phase.INIT_MASK and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.machine.phase == Phase.INIT_MASK and "green ball" in runner.machine.instruction
+        assert runner.status()["planner_link"] == "connected"
+    finally:
+        runner.stop()
+    assert not runner._thread.is_alive() and planner.state == LinkState.STOPPED
