@@ -201,3 +201,18 @@ def test_config_validation():
         ClassicalTrackerConfig(init_method="sam")
     with pytest.raises(ValueError, match="prob_threshold"):
         ClassicalTrackerConfig(prob_threshold=0)
+
+
+@pytest.mark.parametrize("pad_px", [-3, 30])
+def test_imprecise_planner_boxes_still_give_the_whole_object(pad_px):
+    """A box cutting into the object (-3 px) or far too loose (+30 px), with strong noise."""
+    rig = Rig(noise_std=6.0)
+    tracker = ClassicalTracker()
+    f = rig.frame()
+    res = tracker.init(f.image, rig.box(f, "yellow cylinder", pad_px))
+    assert iou(res.mask, ground_truth_mask(f, "yellow cylinder")) > 0.7
+    for k in range(1, 6):
+        rig.sweep_arm(k)
+        f = rig.frame()
+        res = tracker.track(f.image)
+    assert iou(res.mask, ground_truth_mask(f, "yellow cylinder")) > 0.95 and not res.lost
