@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.recording import zarr_compat as zc
 from runtime.recording.config import RecordingConfig
 from runtime.recording.layout import (
     DTYPES,
@@ -123,9 +124,7 @@ class EpisodeWriter:
         return True
 
     def _create_arrays(self) -> None:
-        import zarr
-
-        root = zarr.open_group(str(self.dir / ZARR_DIR), mode="w", zarr_format=ZARR_FORMAT)
+        root = zc.open_group_for_write(str(self.dir / ZARR_DIR))
         root.attrs.update({"prompt": self.info.get("prompt"), "episode": self.name})
         data = root.require_group("data")
         # write_empty_chunks: zarr skips all-zero chunks by default; the journal and the manifest
@@ -134,8 +133,7 @@ class EpisodeWriter:
         tails = {"action": (n,), "right_state": (n,), "rgbm": self._shapes["rgbm"],
                  "right_cam_img": self._shapes["right_cam_img"], "timestamp": ()}
         self._arrays = {
-            key: data.create_array(key, shape=(0, *tail), chunks=(c, *tail), dtype=DTYPES[key],
-                                   compressors=comp, config={"write_empty_chunks": True})
+            key: zc.create_array(data, key, (0, *tail), (c, *tail), DTYPES[key], comp)
             for key, tail in tails.items()
         }
         root.require_group("meta")
@@ -185,8 +183,7 @@ class EpisodeWriter:
         self.flush()
         if self.frames == 0:
             raise RecordingError(f"{self.name}: no frames were recorded")
-        ends = self._zroot["meta"].create_array("episode_ends", shape=(1,), chunks=(1,), dtype=np.int64,
-                                                compressors=None, config={"write_empty_chunks": True})
+        ends = zc.create_array(self._zroot["meta"], "episode_ends", (1,), (1,), np.int64, None)
         ends[:] = [self.frames]
         self._close_files()
         duration_s = (self._t_last - self._t_first) if self._t_first is not None else 0.0

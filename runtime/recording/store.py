@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.recording import zarr_compat as zc
 from runtime.recording.episode_writer import RecordingError, quarantine
 from runtime.recording.layout import (
     DTYPES,
@@ -24,7 +25,6 @@ from runtime.recording.layout import (
     QUARANTINE_DIR,
     QUARANTINE_NOTE,
     ZARR_DIR,
-    ZARR_FORMAT,
 )
 from runtime.recording.manifest import sha256_file, verify_manifest
 
@@ -84,9 +84,7 @@ def list_quarantined(root: Path) -> list[Path]:
 
 
 def _read_zarr(zpath: Path, frames: int | None = None) -> dict[str, np.ndarray]:
-    import zarr
-
-    group = zarr.open_group(str(zpath), mode="r")
+    group = zc.open_group_for_read(str(zpath))
     data = group["data"]
     n = frames if frames is not None else int(group["meta"]["episode_ends"][-1])
     return {key: np.asarray(data[key][:n]) for key in DTYPES}
@@ -152,13 +150,12 @@ def pack_dataset(root: str | Path, out: str | Path, verify: bool = True, progres
     """Merge every verified episode under root into one zarr (format 2) store at `out`, with
     cumulative meta/episode_ends: MaskImageDataset(zarr_paths=[out]) trains from it directly."""
     import numcodecs
-    import zarr
     from tqdm import tqdm
 
     paths = list_episodes(Path(root))
     if not paths:
         raise RecordingError(f"no finished episodes under {root}")
-    out_root = zarr.open_group(str(out), mode="w-", zarr_format=ZARR_FORMAT)
+    out_root = zc.open_group_for_write(str(out), mode="w-")
     data_g, meta_g = out_root.require_group("data"), out_root.require_group("meta")
     comp = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
     arrays, ends, prompts = {}, [], []
@@ -166,9 +163,8 @@ def pack_dataset(root: str | Path, out: str | Path, verify: bool = True, progres
         ep = load_episode(path, verify)
         for key, value in ep.data.items():
             if key not in arrays:
-                arrays[key] = data_g.create_array(key, shape=(0, *value.shape[1:]), dtype=value.dtype,
-                                                  chunks=(chunk_frames, *value.shape[1:]), compressors=comp,
-                                                  config={"write_empty_chunks": True})
+                arrays[key] = zc.create_array(data_g, key, (0, *value.shape[1:]), (chunk_frames, *value.shape[1:]),
+                                              value.dtype, comp)
             arr = arrays[key]
             if arr.shape[1:] != value.shape[1:]:
                 raise RecordingError(f"{ep.name}: {key} has shape {value.shape[1:]}, earlier episodes {arr.shape[1:]}")
@@ -177,8 +173,7 @@ def pack_dataset(root: str | Path, out: str | Path, verify: bool = True, progres
             arr[n0:] = value
         ends.append((ends[-1] if ends else 0) + ep.frames)
         prompts.append(ep.info.get("prompt"))
-    e = meta_g.create_array("episode_ends", shape=(len(ends),), dtype=np.int64, chunks=(max(1, len(ends)),),
-                            compressors=None)
+    e = zc.create_array(meta_g, "episode_ends", (len(ends),), (max(1, len(ends)),), np.int64, None)
     e[:] = ends
     out_root.attrs.update({"episodes": [p.name for p in paths], "prompts": prompts})
     return {"episodes": len(paths), "frames": int(ends[-1]), "out": str(out)}
