@@ -97,6 +97,22 @@ class PlannerCall:
         return self._reply
 
 
+def check_submit(task: str, images: dict, timeout_s: float) -> tuple[str, ...]:
+    """Argument checks shared by every Planner.submit; returns the image roles the task needs.
+    Raises ValueError (a programming error, not a link problem) naming what is wrong."""
+    from runtime.planner.wire import TASK_IMAGES, TASKS
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    roles = TASK_IMAGES[task]
+    missing = [r for r in roles if r not in images]
+    if missing:
+        raise ValueError(f"task '{task}' needs images {list(roles)}, missing {missing}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    return roles
+
+
 class Planner(Protocol):
     """What the episode runner needs from a planner: the ZMQ client and the in-process one both fit.
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime.clock import Clock
 from runtime.planner import wire
-from runtime.planner.calls import LinkState, PlannerCall, PlannerReply
+from runtime.planner.calls import LinkState, PlannerCall, PlannerReply, check_submit
 from runtime.planner.images import encode_image
 from runtime.planner.replies import ReplyError, validate_box
 from runtime.planner.security import CurveClientConfig, apply_client
@@ -178,17 +178,11 @@ class PlannerClient:
                prompt: str | None = None, instruction: str | None = None) -> PlannerCall:
         """Queue a request; returns its PlannerCall at once. Never raises for link problems: those
         resolve the call with an error code. Bad arguments (unknown task, missing image) raise ValueError."""
-        if task not in wire.TASKS:
-            raise ValueError(f"task must be one of {wire.TASKS}, got {task!r}")
-        missing = [r for r in wire.TASK_IMAGES[task] if r not in images]
-        if missing:
-            raise ValueError(f"task '{task}' needs images {list(wire.TASK_IMAGES[task])}, missing {missing}")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        roles = check_submit(task, images, timeout_s)
         now = self.clock.now()
         rid = f"{self._prefix}-{next(self._ids)}"
-        image_ids = {r: f"{rid}-{r}" for r in wire.TASK_IMAGES[task]}
-        sizes = {r: (int(images[r].shape[1]), int(images[r].shape[0])) for r in wire.TASK_IMAGES[task]
+        image_ids = {r: f"{rid}-{r}" for r in roles}
+        sizes = {r: (int(images[r].shape[1]), int(images[r].shape[0])) for r in roles
                  if hasattr(images[r], "shape") and len(images[r].shape) >= 2}
         call = PlannerCall(rid, episode_id, task, now + timeout_s, image_ids, sizes)
         with self._lock:
@@ -197,7 +191,7 @@ class PlannerClient:
                 call.fail("cancelled", "planner client stopped")
                 return call
             self._pending[rid] = _Pending(call, None, now)
-        self._inbox.put(("submit", rid, task, {r: images[r] for r in wire.TASK_IMAGES[task]}, prompt, instruction))
+        self._inbox.put(("submit", rid, task, {r: images[r] for r in roles}, prompt, instruction))
         self._wakeup.wake()
         return call
 

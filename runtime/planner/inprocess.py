@@ -18,7 +18,7 @@ import numpy as np
 from runtime.clock import Clock
 from runtime.planner import wire
 from runtime.planner.backend import PlannerBackend, PlannerTimeoutError, VLMError
-from runtime.planner.calls import LinkState, PlannerCall, PlannerReply
+from runtime.planner.calls import LinkState, PlannerCall, PlannerReply, check_submit
 from runtime.planner.images import encode_image
 from runtime.planner.replies import ReplyError
 
@@ -78,13 +78,8 @@ class InProcessPlanner:
 
     def submit(self, task: str, images: dict[str, np.ndarray], *, episode_id: str, timeout_s: float,
                prompt: str | None = None, instruction: str | None = None) -> PlannerCall:
-        if task not in wire.TASKS:
-            raise ValueError(f"task must be one of {wire.TASKS}, got {task!r}")
-        missing = [r for r in wire.TASK_IMAGES[task] if r not in images]
-        if missing:
-            raise ValueError(f"task '{task}' needs images {list(wire.TASK_IMAGES[task])}, missing {missing}")
+        roles = check_submit(task, images, timeout_s)
         rid = f"local-{next(self._ids)}"
-        roles = wire.TASK_IMAGES[task]
         ids = {r: f"{rid}-{r}" for r in roles}
         sizes = {r: (int(images[r].shape[1]), int(images[r].shape[0])) for r in roles}
         call = PlannerCall(rid, episode_id, task, self.clock.now() + timeout_s, ids, sizes)

@@ -174,21 +174,20 @@ class LocalBackend:
         query = parse_query(text)
         return [d for d in detect_objects(img, self.min_area_px) if query.matches(d)], query, img
 
+    def _target(self, head: WireImage, text: str | None) -> Detection:
+        """The object `text` describes in the head image, or ReplyError (never a guess)."""
+        found, query, _ = self._matching(head, text)
+        if not found:
+            raise ReplyError(f"no object matching {text!r} is visible in the head image")
+        return _pick(found, query, head.width)
+
     def run(self, request: TaskRequest, deadline: float) -> dict:
         task = request.task
+        head = request.images["head"]
         if task == "instruction":
-            head = request.images["head"]
-            found, query, _ = self._matching(head, request.prompt)
-            if not found:
-                raise ReplyError(f"no object matching {request.prompt!r} is visible in the head image")
-            target = _pick(found, query, head.width)
-            return {"instruction": f"pick up the {target.describe(head.width)}"}
+            return {"instruction": f"pick up the {self._target(head, request.prompt).describe(head.width)}"}
         if task == "bbox":
-            head = request.images["head"]
-            found, query, _ = self._matching(head, request.instruction)
-            if not found:
-                raise ReplyError(f"no object matching {request.instruction!r} is visible in the head image")
-            target = _pick(found, query, head.width)
+            target = self._target(head, request.instruction)
             sx, sy = head.orig_width / head.width, head.orig_height / head.height
             x1, y1, x2, y2 = target.box
             bbox = [round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)]
@@ -197,8 +196,8 @@ class LocalBackend:
         if task == "verify":
             return self._verify(request)
         if task == "complete":
-            found, _, _ = self._matching(request.images["head"], request.prompt)
-            left = ", ".join(d.describe(request.images["head"].width) for d in found[:5])
+            found, _, _ = self._matching(head, request.prompt)
+            left = ", ".join(d.describe(head.width) for d in found[:5])
             return {"completed": not found,
                     "reasoning": "no matching object left on the table" if not found else f"still there: {left}"}
         raise ValueError(f"unknown task {task!r}")

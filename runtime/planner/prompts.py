@@ -24,8 +24,8 @@ def _image(url: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def instruction_messages(prompt: str, initial_url: str, current_url: str) -> list[dict]:
-    """Next grasping instruction: one object, chosen from the current head image for the user's goal."""
+def _goal_then_before_and_now(prompt: str, initial_url: str, current_url: str, task_text: str) -> list[dict]:
+    """The operator's goal, the head image when it was given, the head image now, then the task."""
     return [
         {"role": "system", "content": [_text(SYSTEM)]},
         {"role": "user", "content": [
@@ -34,16 +34,24 @@ def instruction_messages(prompt: str, initial_url: str, current_url: str) -> lis
             _image(initial_url),
             _text("Head camera image now:"),
             _image(current_url),
-            _text(
-                "Choose the single object the robot should pick up next to make progress on the goal. "
-                "Prefer objects that are free on all sides and whose removal will not disturb others; "
-                "ignore objects that are already gone or that the goal does not concern.\n"
-                "Reply with one short sentence naming that object by colour, shape and position, "
-                "for example: pick up the green ball near the front edge.\n"
-                "One sentence, no list, no explanation."
-            ),
+            _text(task_text),
         ]},
     ]
+
+
+def instruction_messages(prompt: str, initial_url: str, current_url: str) -> list[dict]:
+    """Next grasping instruction: one object, chosen from the current head image for the user's goal."""
+    return _goal_then_before_and_now(
+        prompt, initial_url, current_url,
+        (
+            "Choose the single object the robot should pick up next to make progress on the goal. "
+            "Prefer objects that are free on all sides and whose removal will not disturb others; "
+            "ignore objects that are already gone or that the goal does not concern.\n"
+            "Reply with one short sentence naming that object by colour, shape and position, "
+            "for example: pick up the green ball near the front edge.\n"
+            "One sentence, no list, no explanation."
+        ),
+    )
 
 
 def bbox_messages(instruction: str, current_url: str, width: int, height: int, coords: str) -> list[dict]:
@@ -91,18 +99,11 @@ def verify_messages(instruction: str, head_url: str, wrist_url: str) -> list[dic
 
 def complete_messages(prompt: str, initial_url: str, current_url: str) -> list[dict]:
     """Is the operator's whole goal achieved? Compare the scene before and now."""
-    return [
-        {"role": "system", "content": [_text(SYSTEM)]},
-        {"role": "user", "content": [
-            _text(f"Goal given by the operator: <user_prompt>{prompt}</user_prompt>\n"
-                  "Head camera image taken when the goal was given:"),
-            _image(initial_url),
-            _text("Head camera image now:"),
-            _image(current_url),
-            _text(
-                "Decide whether the goal is fully achieved: every object the goal concerns has been "
-                "removed from the table. If any such object remains, it is not achieved.\n"
-                "Give one sentence of reasoning, then a last line that is exactly ANSWER: true or ANSWER: false."
-            ),
-        ]},
-    ]
+    return _goal_then_before_and_now(
+        prompt, initial_url, current_url,
+        (
+            "Decide whether the goal is fully achieved: every object the goal concerns has been "
+            "removed from the table. If any such object remains, it is not achieved.\n"
+            "Give one sentence of reasoning, then a last line that is exactly ANSWER: true or ANSWER: false."
+        ),
+    )
