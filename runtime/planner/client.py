@@ -96,6 +96,7 @@ class PlannerClient:
         self.network_margin_s = network_margin_s
         self.box_limits = dict(box_limits or {})
         self.server_info: dict = {}
+        self.last_server_error = ""
         self.rtt = LatencyStats(10_000)
         self.counters = {"submitted": 0, "ok": 0, "failed": 0, "timeouts": 0, "discarded_late": 0,
                          "discarded_stale": 0, "reconnects": 0, "bad_frames": 0}
@@ -172,6 +173,7 @@ class PlannerClient:
             counters = dict(self.counters)
             pending = len(self._pending)
         return {"state": self.state.value, "endpoint": self.endpoint, "server": self.server_info,
+                "last_server_error": self.last_server_error,
                 "last_heard_age_s": last, "pending": pending, "rtt_ms": self.rtt.summary_ms(), **counters}
 
     def submit(self, task: str, images: dict[str, np.ndarray], *, episode_id: str, timeout_s: float,
@@ -407,7 +409,8 @@ class PlannerClient:
             elif mtype == "result":
                 self._on_result(msg)
             elif mtype == "error":
-                log.warning("planner server reported: %s", msg.get("message"))
+                self.last_server_error = str(msg.get("message", ""))[:500]
+                log.warning("planner server reported: %s", self.last_server_error)
 
     def _on_result(self, msg: dict) -> None:
         rid = msg.get("request_id")

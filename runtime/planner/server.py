@@ -126,6 +126,10 @@ class PlannerServer:
         finally:
             self.stop()
 
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counters[key] += 1
+
     # ---- I/O thread ------------------------------------------------------------------------
     def _io_loop(self) -> None:
         import zmq
@@ -201,20 +205,20 @@ class PlannerServer:
     def _on_frames(self, sock, frames: list[bytes]) -> None:
         t_recv = self.clock.now()
         if len(frames) != 2:
-            self.counters["bad_frames"] += 1
+            self._count("bad_frames")
             log.warning("dropping a message with %d frames (expected identity + payload)", len(frames))
             return
         identity, payload = frames
         try:
             msg = wire.unpack(payload, self.max_message_bytes)
         except wire.WireError as exc:
-            self.counters["bad_frames"] += 1
+            self._count("bad_frames")
             log.warning("bad frame from a client: %s", exc)
             self._send(sock, identity, {"type": "error", "protocol": wire.PROTOCOL_VERSION, "message": str(exc)})
             return
         mtype = msg["type"]
         if mtype == "hello":
-            self.counters["handshakes"] += 1
+            self._count("handshakes")
             self._send(sock, identity, {
                 "type": "hello_ok", "protocol": wire.PROTOCOL_VERSION, "server": self.name,
                 "backend": self.backend.name, "tasks": list(wire.TASKS),
@@ -232,7 +236,7 @@ class PlannerServer:
                                         "message": f"unknown message type {mtype!r}"})
 
     def _on_request(self, sock, identity: bytes, msg: dict, t_recv: float) -> None:
-        self.counters["requests"] += 1
+        self._count("requests")
         rid = msg.get("request_id") if isinstance(msg.get("request_id"), str) else ""
         eid = msg.get("episode_id") if isinstance(msg.get("episode_id"), str) else ""
         task = msg.get("task") if isinstance(msg.get("task"), str) else ""
@@ -240,13 +244,13 @@ class PlannerServer:
         try:
             req = wire.parse_request(msg)
         except wire.WireError as exc:
-            self.counters["errors"] += 1
+            self._count("errors")
             self._send(sock, identity, wire.error_result(rid[:128], eid[:128], task[:32], "bad_request", str(exc), timing))
             return
         try:
             self._jobs.put_nowait(_Job(identity, req, t_recv, t_recv + req.timeout_s))
         except queue.Full:
-            self.counters["busy"] += 1
+            self._count("busy")
             self._send(sock, identity, wire.error_result(
                 req.request_id, req.episode_id, req.task, "busy",
                 f"planner queue full ({self._jobs.maxsize} waiting); try again", timing))
@@ -287,13 +291,11 @@ class PlannerServer:
             # An answer after the deadline is not used: the client has already given up on it.
             code, message, result = "timeout", f"answer came {t_end - job.deadline:.2f} s after the deadline", None
         if code is not None:
-            with self._lock:
-                self.counters["errors"] += 1
+            self._count("errors")
             log.info("planner %s %s failed (%s): %s", req.task, req.request_id, code, message)
             return wire.error_result(req.request_id, req.episode_id, req.task, code, message, timing)
         for key in ("attempts", "vlm_latency_s"):
             if key in result:
                 timing[key] = result.pop(key)
-        with self._lock:
-            self.counters["ok"] += 1
+        self._count("ok")
         return wire.ok_result(req.request_id, req.episode_id, req.task, result, timing)

@@ -263,3 +263,50 @@ def test_curve_allows_listed_client_and_refuses_others(fake_vlm, head_image, cur
         with client_for(server) as plain:
             assert not plain.wait_connected(1.0)
         assert server.counters["requests"] == 1
+
+
+def test_backend_crash_is_internal_error_and_serving_continues(head_image):
+    class CrashOnce:
+        name = "crashy"
+
+        def __init__(self):
+            self.n = 0
+
+        def run(self, request, deadline):
+            self.n += 1
+            if self.n == 1:
+                raise RuntimeError("bug in the backend")
+            return {"completed": False, "reasoning": "fine"}
+
+        def close(self):
+            pass
+
+    with PlannerServer(CrashOnce(), "tcp://127.0.0.1:*") as server, client_for(server) as client:
+        images = {"head": head_image, "initial_head": head_image}
+        first = client.submit("complete", images, episode_id="e", timeout_s=3.0, prompt="x").wait(5.0)
+        assert first.error_code == "internal" and "bug in the backend" in first.error_message
+        second = client.submit("complete", images, episode_id="e", timeout_s=3.0, prompt="x").wait(5.0)
+        assert second.ok and second.result["completed"] is False
+
+
+def test_concurrent_clients_each_get_their_own_answers(fake_vlm, head_image):
+    fake_vlm.default = ("slow", 0.05, BOX)
+    results = {}
+    with vlm_server(fake_vlm.url, workers=2, queue_size=16) as server:
+        def worker(k):
+            with client_for(server, liveness_s=2.0) as client:
+                calls = [client.submit("bbox", {"head": head_image}, episode_id=f"c{k}", timeout_s=5.0,
+                                       instruction="the red cube") for _ in range(4)]
+                results[k] = [(c, c.wait(8.0)) for c in calls]
+
+        threads = [threading.Thread(target=worker, args=(k,), name=f"client-{k}") for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    assert sorted(results) == [0, 1, 2]
+    for k, pairs in results.items():
+        for call, reply in pairs:
+            assert reply.ok, reply.error_message
+            assert reply.request_id == call.request_id and reply.episode_id == f"c{k}"
+            assert reply.result["image_id"] == call.image_ids["head"]
