@@ -7,7 +7,8 @@ the device's own timestamp is the better capture time, but it lives on another c
 * `hardware_clock`: the camera's free-running clock (ms). We estimate the offset between it and the
   monotonic clock as the MINIMUM of (arrival - device time) over a sliding window: the frame with
   the least transport delay bounds the offset best, and the window lets the estimate follow slow
-  drift between the two oscillators.
+  drift between the two oscillators. A falling estimate is slewed (at most half a frame interval
+  per frame) so mapped times stay strictly increasing.
 * `global_time` / `system_time`: milliseconds on the host's wall clock (librealsense syncs the
   device clock to it). We convert by the frame's age on the wall clock at arrival, so a wall-clock
   jump between frames cannot move monotonic capture times by more than the clamp.
@@ -34,15 +35,30 @@ class TimestampMapper:
         self._offsets: collections.deque[float] = collections.deque(maxlen=window)
         self.max_age_s = float(max_age_s)
         self.clamped = 0  # frames whose mapped time had to be clamped (suspicious device times)
+        self._offset_used: float | None = None
+        self._last_device_ms: float | None = None
 
     def reset(self) -> None:
         """Forget the offset estimate (after a reconnect the device clock restarts)."""
         self._offsets.clear()
+        self._offset_used = None
+        self._last_device_ms = None
 
     def map(self, device_ms: float, domain: str, arrival_mono_s: float, arrival_wall_s: float) -> float:
         if domain == self.HARDWARE:
+            if self._last_device_ms is not None and device_ms < self._last_device_ms:
+                self.reset()  # the device clock restarted (reset or reconnect)
             self._offsets.append(arrival_mono_s - device_ms / 1e3)
-            t = device_ms / 1e3 + min(self._offsets)
+            best = min(self._offsets)
+            if self._offset_used is None:
+                used = best
+            else:
+                # slew a falling offset by at most half a frame interval per frame, so mapped times
+                # stay strictly increasing (the capture worker drops out-of-order frames)
+                dt_s = (device_ms - self._last_device_ms) / 1e3
+                used = max(best, self._offset_used - 0.5 * dt_s)
+            self._offset_used, self._last_device_ms = used, device_ms
+            t = device_ms / 1e3 + used
         elif domain in (self.GLOBAL, self.SYSTEM):
             t = arrival_mono_s - (arrival_wall_s - device_ms / 1e3)
         else:  # unknown domain: the arrival time is the honest answer

@@ -85,6 +85,21 @@ def test_playback_as_fast_as_possible_returns_every_frame_exactly(recording):
     assert not cam.is_connected  # the end of the recording disconnects
 
 
+def test_real_time_playback_delivers_recorded_frames_in_order(recording):
+    path, images = recording
+    frames = []
+    with RealSenseCamera("third", bag_path=path, real_time=True) as cam:
+        while True:
+            try:
+                frames.append(cam.read(timeout_ms=2000))
+            except DeviceNotConnectedError:
+                break
+    idx = [f.index for f in frames]
+    assert len(frames) >= 2 and idx == sorted(set(idx))  # paced playback may skip, never repeats
+    assert all(np.array_equal(f.image, images[f.index]) for f in frames)
+    assert np.all(np.diff([f.t_capture for f in frames]) > 0)
+
+
 def test_worker_replays_a_recording_after_its_end(recording):
     path, _ = recording
     cam = RealSenseCamera("third", bag_path=path, real_time=False)
@@ -112,6 +127,23 @@ def test_hardware_timestamps_map_by_minimum_offset():
     assert out[0] == pytest.approx(100.003)
     assert out[2] == pytest.approx(100.003 + 0.0666, abs=1e-6)
     assert out[3] == pytest.approx(100.003 + 0.0999, abs=1e-6)
+
+
+def test_hardware_offset_improvements_are_slewed_so_times_stay_increasing():
+    m = TimestampMapper(window=50)
+    # the first frames arrive 80 ms late (start-up queueing), the queue then drains in a burst
+    # (1 ms apart, in order), after that frames arrive 2 ms after capture: a 78 ms offset drop
+    arrivals, prev = [], -1.0
+    for i in range(23):
+        prev = max(prev + 0.001, 10.0 + 0.033333 * i + (0.080 if i < 3 else 0.002))
+        arrivals.append(prev)
+    out = [m.map(1000 + 33.333 * i, "hardware_clock", a, 0.0) for i, a in enumerate(arrivals)]
+    assert np.all(np.diff(out) > 0)
+    assert np.all(np.array(out) <= np.array(arrivals))
+    assert out[-1] == pytest.approx(10.0 + 0.033333 * 22 + 0.002, abs=1e-6)  # converged to the true offset
+    # a device clock restart (reconnect) starts a new estimate instead of mapping into the past
+    t = m.map(5.0, "hardware_clock", 20.0, 0.0)
+    assert t == pytest.approx(20.0)
 
 
 def test_global_timestamps_use_the_wall_clock_age_and_are_clamped():
