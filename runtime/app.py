@@ -29,7 +29,13 @@ from runtime.execution.loop import ControlLoop
 from runtime.execution.requests import ChunkRequests
 from runtime.execution.safety import JointLimits, SafetyFilter
 from runtime.mailbox import Mailbox
-from runtime.realtime import SwitchInterval, apply_thread_realtime, lock_memory, unlock_memory
+from runtime.realtime import (
+    SwitchInterval,
+    apply_thread_realtime,
+    apply_worker_priorities,
+    lock_memory,
+    unlock_memory,
+)
 from runtime.workers.dispatcher import ObserverDispatcher
 from runtime.workers.policy import PolicyWorker
 from runtime.workers.tracker import TrackerWorker
@@ -236,6 +242,9 @@ class App:
         self.loop.start()
         if self.episode is not None and hasattr(self.episode, "start_threads"):
             self.episode.start_threads()
+        if rt.worker_sched_fifo_priority is not None or rt.policy_nice is not None:
+            self.setup["worker_threads"] = apply_worker_priorities(
+                threading.enumerate(), rt.worker_sched_fifo_priority, rt.policy_nice)
         if self.cfg.planner.autostart or self.cfg.tracker.manual_box_xyxy is not None:
             threading.Thread(target=self._autostart, name="autostart", daemon=True).start()
 

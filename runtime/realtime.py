@@ -43,6 +43,30 @@ def apply_thread_realtime(sched_fifo_priority: int | None = None, cpu_affinity: 
     return report
 
 
+WORKER_THREAD_PREFIXES = ("camera-", "tracker-worker", "telemetry-dispatch", "bridge", "episode")
+
+
+def apply_worker_priorities(threads, fifo_priority: int | None, policy_nice: int | None,
+                            policy_thread: str = "policy-worker") -> dict:
+    """Raise the scheduling of the runtime's GIL-bursty worker threads (by native thread id) so a
+    preempted worker cannot hold the GIL the control loop is waiting for. Returns what was applied."""
+    report: dict = {}
+    for t in threads:
+        tid = getattr(t, "native_id", None)
+        if tid is None or not t.is_alive():
+            continue
+        try:
+            if t.name == policy_thread and policy_nice is not None:
+                os.setpriority(os.PRIO_PROCESS, tid, int(policy_nice))
+                report[t.name] = f"nice {policy_nice}"
+            elif fifo_priority is not None and t.name.startswith(WORKER_THREAD_PREFIXES):
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(int(fifo_priority)))
+                report[t.name] = f"SCHED_FIFO {fifo_priority}"
+        except (PermissionError, OSError) as exc:
+            report[t.name] = f"not applied: {exc}"
+    return report
+
+
 def lock_memory() -> str:
     """mlockall(MCL_CURRENT | MCL_FUTURE): no page faults in the loop after start-up."""
     try:

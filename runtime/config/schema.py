@@ -76,6 +76,12 @@ class RealtimeConfig(Section):
     mlockall: bool = False
     # Python's GIL hand-off interval while the runtime runs (default 5 ms is far too long for 200 Hz).
     switch_interval_ms: float = Field(default=0.5, gt=0, le=10)
+    # Capture, tracker, telemetry-dispatch, episode and bridge I/O threads hold the GIL in short
+    # bursts; if the OS preempts one mid-burst, the control loop waits for the GIL (priority
+    # inversion). A low SCHED_FIFO priority (below the loop's) keeps those bursts short.
+    worker_sched_fifo_priority: int | None = Field(default=None, ge=1, le=98)
+    # Niceness of the policy worker (inference: the bulk of the CPU time; stays SCHED_OTHER).
+    policy_nice: int | None = Field(default=None, ge=-20, le=19)
 
 
 class ControlConfig(Section):
@@ -101,10 +107,15 @@ class ExecutionConfig(Section):
     is requested early (from measured latency) so the robot never waits, overlapping chunks blend.
     mode "upstream": like DexGraspVLA's inference.py: run the first `upstream_execute_n` actions
     from the moment the chunk arrives, then ask for the next one (the robot holds meanwhile).
+    mode "auto": timed, except that a chunk whose every timestamp has passed when it arrives
+    (inference slower than the chunk lasts, e.g. the sim on a busy CPU) runs its first
+    `late_execute_n` actions from its arrival, as long as its observation is younger than
+    safety.max_action_age_s. Counted in the report (chunks_from_arrival).
     """
 
-    mode: Literal["timed", "upstream"] = "timed"
+    mode: Literal["timed", "upstream", "auto"] = "timed"
     upstream_execute_n: int = Field(default=6, ge=1)
+    late_execute_n: int = Field(default=64, ge=1)
     blend: Literal["latest", "weighted", "crossfade"] = "crossfade"
     crossfade_steps: int = Field(default=4, ge=1)  # in action steps (4 x 50 ms = 200 ms at 20 Hz)
     weighted_decay_per_s: float = Field(default=2.0, ge=0)

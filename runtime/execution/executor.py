@@ -26,6 +26,7 @@ class ExecutorCounters:
     chunks_rejected_nonfinite: int = 0
     chunks_rejected_shape: int = 0
     chunks_rejected_stale: int = 0  # arrived with every action already too old or past
+    chunks_from_arrival: int = 0  # auto mode: too late for their timestamps, run from arrival
     actions_dropped_late: int = 0  # actions already past when their chunk arrived
     requests: int = 0
     starved_cycles: int = 0  # cycles with no usable action while the policy was enabled
@@ -43,6 +44,7 @@ class ChunkExecutor:
         action_dt_s: float,
         mode: str = "timed",
         upstream_execute_n: int = 6,
+        late_execute_n: int = 64,
         blend: str = "crossfade",
         crossfade_steps: int = 4,
         weighted_decay_per_s: float = 2.0,
@@ -52,8 +54,9 @@ class ChunkExecutor:
         latency_percentile: float = 90.0,
         initial_latency_estimate_s: float = 2.0,
     ) -> None:
-        if mode not in ("timed", "upstream"):
-            raise ValueError(f"mode must be 'timed' or 'upstream', got {mode!r}")
+        if mode not in ("timed", "upstream", "auto"):
+            raise ValueError(f"mode must be 'timed', 'upstream' or 'auto', got {mode!r}")
+        self.late_execute_n = int(late_execute_n)
         self.n_joints = n_joints
         self.action_dt_s = float(action_dt_s)
         self.mode = mode
@@ -83,6 +86,7 @@ class ChunkExecutor:
             action_dt_s=1.0 / ctl.action_rate_hz,
             mode=ex.mode,
             upstream_execute_n=ex.upstream_execute_n,
+            late_execute_n=ex.late_execute_n,
             blend=ex.blend,
             crossfade_steps=ex.crossfade_steps,
             weighted_decay_per_s=ex.weighted_decay_per_s,
@@ -117,11 +121,12 @@ class ChunkExecutor:
             self.latency.add(max(0.0, chunk.t_ready - chunk.t_obs))
         if self.mode == "upstream":
             # Upstream executes the first N actions from the moment predict_action returns.
-            chunk = TimedChunk(
-                positions=pos[: self.upstream_execute_n].astype(np.float64, copy=False), t_obs=chunk.t_obs,
-                t_start=now, dt_s=chunk.dt_s, seq=chunk.seq, t_ready=chunk.t_ready,
-                inference_s=chunk.inference_s,
-            )
+            chunk = self._from_arrival(chunk, now, self.upstream_execute_n)
+        elif self.mode == "auto" and now > chunk.t_end and now - chunk.t_obs <= self.max_action_age_s:
+            # Inference took longer than the chunk lasts: every timestamp is past. Rather than never
+            # moving, run the chunk from its arrival (upstream's behaviour), still within the age limit.
+            chunk = self._from_arrival(chunk, now, self.late_execute_n)
+            c.chunks_from_arrival += 1
         past = chunk.actions_past(now)
         if now > chunk.t_end or now - chunk.t_obs > self.max_action_age_s:
             c.chunks_rejected_stale += 1
@@ -138,6 +143,13 @@ class ChunkExecutor:
         c.chunks_accepted += 1
         self.last_reject_reason = None
         return True
+
+    @staticmethod
+    def _from_arrival(chunk: TimedChunk, now: float, n: int) -> TimedChunk:
+        return TimedChunk(
+            positions=chunk.positions[:n].astype(np.float64, copy=False), t_obs=chunk.t_obs, t_start=now,
+            dt_s=chunk.dt_s, seq=chunk.seq, t_ready=chunk.t_ready, inference_s=chunk.inference_s,
+        )
 
     def setpoint(self, now: float) -> np.ndarray | None:
         """The blended setpoint for `now`, or None (hold) if no fresh chunk covers `now`."""

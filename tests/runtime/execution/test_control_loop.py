@@ -176,3 +176,19 @@ def test_upstream_mode_executes_six_then_waits(loop_sim):
     # each round: 0.5 s inference + 0.25 s of actions (6 at 20 Hz)
     assert 6 <= ex.chunks_accepted <= 9
     assert sim.loop.hold_cycles["waiting_for_chunk"] > 0.5 * 6 * RATE
+
+
+def test_auto_mode_moves_the_robot_when_inference_outlasts_the_chunk(loop_sim):
+    sim = loop_sim(latency_s=4.0, overrides={"execution": {"mode": "auto"}, "safety": {"max_action_age_s": 10.0}})
+    sim.loop.submit("enable")
+    sim.run(20.0)
+    ex = sim.loop.executor.counters
+    assert ex.chunks_from_arrival >= 3 and ex.chunks_rejected_stale == 0
+    check_within_limits(sim, sim.commands())
+    assert sim.commands()[-1, 7] > 0.1  # it moved
+    # timed mode with the same latency never moves
+    sim2 = loop_sim(latency_s=4.0, overrides={"safety": {"max_action_age_s": 10.0}})
+    sim2.loop.submit("enable")
+    sim2.run(20.0)
+    assert sim2.loop.executor.counters.chunks_accepted == 0
+    np.testing.assert_allclose(sim2.commands()[-1], np.zeros(13))

@@ -109,3 +109,19 @@ def test_latency_estimate_uses_percentile():
         ex.offer(chunk(10.0 * i, 10.0 * i + lat, seq=i), 10.0 * i + lat)
     assert ex.latency_estimate_s() == pytest.approx(2.0)
     assert math.isclose(make().latency_estimate_s(), 2.0)
+
+
+def test_auto_mode_runs_late_chunks_from_arrival_within_age_limit():
+    ex = make(mode="auto", late_execute_n=10, max_action_age_s=8.0)
+    # in time: behaves as timed
+    assert ex.offer(chunk(0.0, 1.0, seq=1), 1.0)
+    np.testing.assert_allclose(ex.setpoint(1.0), np.full(13, 20.0))
+    # 5 s late (> 3.15 s horizon): runs actions 0..9 from arrival
+    assert ex.offer(chunk(10.0, 15.0, seq=2), 15.0)
+    assert ex.counters.chunks_from_arrival == 1
+    np.testing.assert_allclose(ex.setpoint(15.0), np.zeros(13))
+    np.testing.assert_allclose(ex.setpoint(15.45), np.full(13, 9.0))
+    assert ex.setpoint(15.46) is None
+    # older than the age limit: still rejected
+    assert not ex.offer(chunk(20.0, 28.5, seq=3), 28.5)
+    assert ex.counters.chunks_rejected_stale == 1
