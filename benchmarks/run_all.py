@@ -125,7 +125,7 @@ def run_suite(args: argparse.Namespace, command: str, bench_dir: pathlib.Path = 
     bar.close()
     results["benchmarks"] = records
     results["headline"] = targets.evaluate(records)
-    results["plots"] = figures.make_plots(plot_data, out / "plots")
+    results["plots"] = figures.make_plots(plot_data, out / "plots") + figures.module_plots(records, out)
     results["not_measured"] = report.not_measured_rows(results)
     results["load_after"] = machine.load_average()
     results["wall_time_s"] = time.monotonic() - t0

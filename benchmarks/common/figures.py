@@ -11,6 +11,7 @@ A plot that cannot be drawn is listed with the reason instead of failing the sui
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 from benchmarks.common import plots
@@ -57,3 +58,15 @@ def make_plots(plot_data: dict, out_dir: pathlib.Path, max_panels: int = 8) -> l
             continue
         made.append({"title": title, "path": f"{out_dir.name}/{filename}"})
     return made
+
+
+def module_plots(records: dict, out_dir: pathlib.Path) -> list[dict]:
+    """PNGs a benchmark drew itself (`result["plots"]`: paths), linked relative to `out_dir`."""
+    found = []
+    for name, rec in records.items():
+        for p in (rec.get("result") or {}).get("plots") or []:
+            path = pathlib.Path(str(p))
+            if path.suffix.lower() == ".png" and path.is_file():
+                found.append({"title": f"{name}: {path.stem.replace('_', ' ')}",
+                              "path": os.path.relpath(path, out_dir)})
+    return found

@@ -111,11 +111,13 @@ def render_result(result: dict, max_facts: int = 60) -> str:
         if table.get("note"):
             parts.append(f"_{fmt(table['note'])}_\n")
     stats, facts = flatten(result)
-    if stats:
+    own_tables = bool(result.get("tables"))
+    if stats and not own_tables:
         parts.append(stat_table(stats))
-    if facts:
+    if facts or (stats and own_tables):
         shown = facts[:max_facts]
         parts.append("<details><summary>All reported values</summary>\n\n"
+                     + (stat_table(stats) + "\n" if stats and own_tables else "")
                      + markdown_table(["key", "value"], [[k, v] for k, v in shown])
                      + (f"\n_{len(facts) - max_facts} more in results.json_\n" if len(facts) > max_facts else "")
                      + "\n</details>\n")
