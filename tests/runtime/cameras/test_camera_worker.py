@@ -5,7 +5,6 @@ timeouts only guard against hangs); fake clocks make the frame timing exact. No 
 """
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,16 +17,6 @@ from runtime.errors import DeviceNotConnectedError, StaleDataError
 from runtime.mailbox import Mailbox
 
 IMG = np.zeros((4, 6, 3), np.uint8)
-
-
-def wait_until(predicate, timeout_s=10.0):
-    """Poll a condition (guards against hangs; the test's assertions are on counts, not time)."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return False
 
 
 class ScriptedCamera(Camera):
@@ -91,7 +80,7 @@ def test_worker_counts_synthetic_drops_exactly():
     assert not head.is_connected  # stop() releases the device
 
 
-def test_worker_reconnects_with_backoff_after_unplug():
+def test_worker_reconnects_with_backoff_after_unplug(wait_until):
     clock = FakeClock()
     _, head, _ = make_synthetic_cameras(clock=clock)
     unplugged = threading.Event()
@@ -115,7 +104,7 @@ def test_worker_reconnects_with_backoff_after_unplug():
     assert frames_while_unplugged == 11
 
 
-def test_worker_counts_stalls_and_reopens_after_consecutive_stalls():
+def test_worker_counts_stalls_and_reopens_after_consecutive_stalls(wait_until):
     clock = FakeClock()
     _, head, _ = make_synthetic_cameras(clock=clock)
     stalled = threading.Event()
@@ -181,7 +170,7 @@ def test_consumer_is_never_blocked_by_a_hung_camera():
         assert worker.stop(timeout_s=10)
 
 
-def test_stop_is_prompt_during_backoff_and_reports_connect_errors():
+def test_stop_is_prompt_during_backoff_and_reports_connect_errors(wait_until):
     class DeadCamera(ScriptedCamera):
         def _connect(self):
             raise DeviceNotConnectedError("RealSense 'third' (serial 123): no device with this serial")

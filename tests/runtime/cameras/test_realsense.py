@@ -43,7 +43,7 @@ def test_config_errors_name_the_field(tmp_path):
         RealSenseCamera("third", width=0)
 
 
-def test_no_device_is_a_clear_error_and_the_worker_keeps_retrying():
+def test_no_device_is_a_clear_error_and_the_worker_keeps_retrying(wait_until):
     if find_cameras():
         pytest.skip("a RealSense device is plugged in; this test checks the no-device error")
     cam = RealSenseCamera("third", serial="123456789")
@@ -53,11 +53,7 @@ def test_no_device_is_a_clear_error_and_the_worker_keeps_retrying():
     worker = CameraWorker(cam, backoff_initial_s=0.001, backoff_max_s=0.002)
     worker.start()
     try:
-        import time
-
-        end = time.monotonic() + 10
-        while worker.stats()["connect_failures"] < 3 and time.monotonic() < end:
-            time.sleep(0.005)
+        wait_until(lambda: worker.stats()["connect_failures"] >= 3)
     finally:
         assert worker.stop(timeout_s=10)
     assert worker.stats()["connect_failures"] >= 3 and "no RealSense device" in worker.stats()["last_error"]
@@ -100,17 +96,13 @@ def test_real_time_playback_delivers_recorded_frames_in_order(recording):
     assert np.all(np.diff([f.t_capture for f in frames]) > 0)
 
 
-def test_worker_replays_a_recording_after_its_end(recording):
+def test_worker_replays_a_recording_after_its_end(recording, wait_until):
     path, _ = recording
     cam = RealSenseCamera("third", bag_path=path, real_time=False)
     worker = CameraWorker(cam, backoff_initial_s=0.001, reconnect_after_stalls=2)
     worker.start()
     try:
-        import time
-
-        end = time.monotonic() + 30
-        while worker.stats()["reconnects"] < 1 and time.monotonic() < end:
-            time.sleep(0.01)
+        wait_until(lambda: worker.stats()["reconnects"] >= 1, timeout_s=30)
     finally:
         assert worker.stop(timeout_s=10)
     s = worker.stats()
