@@ -103,6 +103,10 @@ def not_measured_rows(results: dict) -> list[dict]:
     return unique
 
 
+def _load(values) -> str:
+    return " / ".join(f"{v:.2f}" for v in values) if values else "—"
+
+
 def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
@@ -119,8 +123,9 @@ def render_markdown(results: dict) -> str:
         f"- **Commit:** {git.get('commit') or '—'}{' (uncommitted changes)' if git.get('dirty') else ''}",
         f"- **Config:** {(results.get('config') or {}).get('path') or 'built-in defaults'}; "
         f"model: {(results.get('options') or {}).get('model_dir') or 'made by the benchmarks'}",
-        f"- **Load average** before / after: {fmt(results.get('load_before'))} / {fmt(results.get('load_after'))} "
-        f"(a shared CPU makes tails longer)",
+        f"- **Load average** (1 / 5 / 15 min) before: {_load(results.get('load_before'))}; after: "
+        f"{_load(results.get('load_after'))} (on a {(m.get('cpu') or {}).get('usable_cores')}-core machine; "
+        "other load makes tails longer)",
         f"- **Reproduce:** `{results.get('command', '')}`",
         "",
         "## Targets (DESIGN.md)",
