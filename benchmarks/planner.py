@@ -5,7 +5,8 @@ What it measures (loopback TCP, CPU only):
     answers a valid box after a configurable delay -> validation -> client, p50/p99/max, for each
     delay; the link's own overhead is the round trip minus the stand-in's delay. Also the local
     OpenCV backend behind the same server (no HTTP).
-  * control loop isolation: a `runtime.rate.Rate` loop at 200 Hz in this process, alternately alone
+  * control loop isolation: a `runtime.rate.Rate` loop at 200 Hz in this process (its thread under
+    SCHED_FIFO 80 and a 0.5 ms GIL switch interval when permitted, like configs/sim.yaml), alternately alone
     and while the planner client in the same process keeps requests in flight (JPEG encoding of
     640x480 head frames, msgpack, ZeroMQ I/O thread). The server and stand-in VLM run in a child
     process, as on a robot (the server sits beside the VLM). Phases alternate (alone, traffic,
@@ -158,9 +159,10 @@ def _child_server(delay_s: float, endpoint_q, stop_evt) -> None:
         stop_evt.wait(600)
 
 
-def _loop_phase(duration_s: float, traffic: bool, client, image) -> dict:
+def _loop_phase(duration_s: float, traffic: bool, client, image, fifo_priority: int | None) -> dict:
     from runtime.clock import Clock
     from runtime.rate import Rate
+    from runtime.realtime import apply_thread_realtime
 
     stop = threading.Event()
     sent = {"ok": 0, "failed": 0}
@@ -182,22 +184,35 @@ def _loop_phase(duration_s: float, traffic: bool, client, image) -> dict:
     pumper = threading.Thread(target=pump, name="bench-planner-traffic", daemon=True) if traffic else None
     if pumper:
         pumper.start()
-    rate = Rate(200.0, Clock(), name="bench-control")
-    state = np.zeros(13)
-    t_end = time.monotonic() + duration_s
-    while time.monotonic() < t_end:
-        rate.sleep()
-        state = np.clip(state + 1e-3, -1, 1)  # a control step's worth of numpy work
+    result: dict = {}
+
+    def loop() -> None:
+        # Scheduled like the runtime's control loop (configs/sim.yaml: SCHED_FIFO 80 when permitted).
+        result["realtime"] = apply_thread_realtime(fifo_priority) if fifo_priority else {"sched_fifo": "off"}
+        rate = Rate(200.0, Clock(), name="bench-control")
+        state = np.zeros(13)
+        t_end = time.monotonic() + duration_s
+        while time.monotonic() < t_end:
+            rate.sleep()
+            state = np.clip(state + 1e-3, -1, 1)  # a control step's worth of numpy work
+        result["rate"] = rate
+
+    looper = threading.Thread(target=loop, name="bench-control-loop", daemon=True)
+    looper.start()
+    looper.join(duration_s + 30)
     stop.set()
     if pumper:
         pumper.join(5)
+    rate = result["rate"]
     lateness = rate.lateness.samples()[1:]
     return {"lateness_s": lateness, "missed": rate.missed_cycles, "cycles": rate.cycles,
-            "planner_replies": sent["ok"], "planner_failures": sent["failed"]}
+            "planner_replies": sent["ok"], "planner_failures": sent["failed"], "realtime": result["realtime"]}
 
 
-def bench_loop_isolation(phase_s: float, repeats: int, vlm_delay_s: float) -> dict:
+def bench_loop_isolation(phase_s: float, repeats: int, vlm_delay_s: float, fifo_priority: int | None = 80,
+                         switch_interval_ms: float | None = 0.5) -> dict:
     from runtime.planner.client import PlannerClient
+    from runtime.realtime import SwitchInterval
 
     ctx = mp.get_context("spawn")
     endpoint_q, stop_evt = ctx.Queue(), ctx.Event()
@@ -206,13 +221,15 @@ def bench_loop_isolation(phase_s: float, repeats: int, vlm_delay_s: float) -> di
     try:
         endpoint = endpoint_q.get(timeout=60)
         image = head_frame()
-        with PlannerClient(endpoint) as client:
+        switch = SwitchInterval(switch_interval_ms)
+        with PlannerClient(endpoint) as client, switch:
             if not client.wait_connected(10.0):
                 raise RuntimeError(f"planner server in the child process did not answer at {endpoint}")
             phases = {"alone": [], "planner_traffic": []}
             for _ in range(repeats):
-                phases["alone"].append(_loop_phase(phase_s, False, client, image))
-                phases["planner_traffic"].append(_loop_phase(phase_s, True, client, image))
+                phases["alone"].append(_loop_phase(phase_s, False, client, image, fifo_priority))
+                phases["planner_traffic"].append(_loop_phase(phase_s, True, client, image, fifo_priority))
+            switch_desc = switch.describe()
     finally:
         stop_evt.set()
         child.join(10)
@@ -229,11 +246,14 @@ def bench_loop_isolation(phase_s: float, repeats: int, vlm_delay_s: float) -> di
     dur = phase_s * repeats
     out["planner_traffic"]["planner_requests_per_s"] = out["planner_traffic"]["planner_replies"] / dur
     out["phase_s"], out["repeats"], out["stand_in_delay_ms"] = phase_s, repeats, vlm_delay_s * 1e3
+    out["loop_thread_realtime"] = phases["alone"][0]["realtime"]
+    out["switch_interval"] = switch_desc
     return out
 
 
 def run(quick: bool, out_dir: pathlib.Path, delays_ms=None, n: int | None = None, phase_s: float | None = None,
-        repeats: int | None = None, **opts) -> dict:
+        repeats: int | None = None, fifo_priority: int | None = 80, switch_interval_ms: float | None = 0.5,
+        **opts) -> dict:
     """Round trips and loop isolation; JSON-ready results (also written to out_dir/planner.json)."""
     import platform
 
@@ -247,7 +267,8 @@ def run(quick: bool, out_dir: pathlib.Path, delays_ms=None, n: int | None = None
     repeats = repeats or (2 if quick else 4)
     t0 = time.monotonic()
     rt = bench_round_trip([d / 1e3 for d in delays_ms], n)
-    iso = bench_loop_isolation(phase_s, repeats, vlm_delay_s=0.02)
+    iso = bench_loop_isolation(phase_s, repeats, vlm_delay_s=0.02, fifo_priority=fifo_priority,
+                               switch_interval_ms=switch_interval_ms)
     samples = {f"200 Hz loop lateness, {k} [us]": iso[k].pop("_samples_us") for k in ("alone", "planner_traffic")}
     result = {
         "benchmark": "planner",
@@ -278,7 +299,8 @@ def _print_summary(r: dict) -> None:
         s = x["lateness_us"]
         print(f"  200 Hz loop, {name:15s} lateness p50 {s['p50']:.0f} / p99 {s['p99']:.0f} / max {s['max']:.0f} us, "
               f"missed {x['missed_cycles']} of {x['cycles']} cycles")
-    print(f"    (planner traffic: {iso['planner_traffic']['planner_requests_per_s']:.1f} replies/s in the same process)")
+    print(f"    (planner traffic: {iso['planner_traffic']['planner_requests_per_s']:.1f} replies/s in the same process; "
+          f"loop thread {iso['loop_thread_realtime']}, {iso['switch_interval']})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,9 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, help="timed round trips per delay")
     p.add_argument("--phase-s", type=float, help="seconds per loop phase")
     p.add_argument("--repeats", type=int, help="alone/traffic phase pairs")
+    p.add_argument("--fifo", type=int, default=80, help="SCHED_FIFO priority of the loop thread (0 = default scheduler)")
+    p.add_argument("--switch-ms", type=float, default=0.5, help="sys.setswitchinterval for the run (0 = leave it)")
     args = p.parse_args(argv)
     r = run(args.quick, args.out, delays_ms=args.delays_ms, n=args.requests, phase_s=args.phase_s,
-            repeats=args.repeats)
+            repeats=args.repeats, fifo_priority=args.fifo or None, switch_interval_ms=args.switch_ms or None)
     _print_summary(r)
     print(f"wrote {args.out / 'planner.json'}")
     return 0
