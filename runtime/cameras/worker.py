@@ -85,6 +85,7 @@ class CameraWorker:
         self._last_index: int | None = None
         self._last_t: float | None = None
         self._ever_connected = False
+        self._last_connect_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> CameraWorker:
@@ -182,9 +183,13 @@ class CameraWorker:
         try:
             self.camera.connect()
         except Exception as exc:  # any failure to open is retried with backoff, and counted
-            self._count("connect_failures", error=f"{type(exc).__name__}: {exc}")
-            log.debug("%s: connect failed: %s", self.name, exc)
+            message = f"{type(exc).__name__}: {exc}"
+            self._count("connect_failures", error=message)
+            if message != self._last_connect_error:  # warn once per distinct cause, not per retry
+                log.warning("%s: cannot open the camera (retrying with backoff): %s", self.name, message)
+            self._last_connect_error = message
             return False
+        self._last_connect_error = None
         if self._ever_connected:
             self._count("reconnects")
             log.info("%s: reconnected", self.name)

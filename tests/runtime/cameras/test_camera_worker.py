@@ -170,7 +170,7 @@ def test_consumer_is_never_blocked_by_a_hung_camera():
         assert worker.stop(timeout_s=10)
 
 
-def test_stop_is_prompt_during_backoff_and_reports_connect_errors(wait_until):
+def test_stop_is_prompt_during_backoff_and_reports_connect_errors(wait_until, caplog):
     class DeadCamera(ScriptedCamera):
         def _connect(self):
             raise DeviceNotConnectedError("RealSense 'third' (serial 123): no device with this serial")
@@ -182,6 +182,8 @@ def test_stop_is_prompt_during_backoff_and_reports_connect_errors(wait_until):
     assert worker.stop(timeout_s=10)  # would take ~30 s if the backoff slept instead of waiting on the event
     assert "serial 123" in worker.stats()["last_error"]
     assert worker.stats()["frames"] == 0
+    warnings = [r for r in caplog.records if "cannot open the camera" in r.getMessage()]
+    assert len(warnings) == 1 and "serial 123" in warnings[0].getMessage()  # once per cause, not per retry
 
 
 def test_worker_rejects_bad_settings():
