@@ -110,10 +110,20 @@ def run_suite(args: argparse.Namespace, command: str, bench_dir: pathlib.Path = 
     records: dict = {}
     plot_data: dict = {}
     bar = tqdm(selected, desc="benchmarks", unit="bench", file=sys.stderr, dynamic_ncols=True)
+    interrupted = False
     for spec in bar:
         bar.set_postfix_str(spec.name)
-        rec = suite.run_one(spec, quick=args.quick, out_dir=out, opts=opts, timeout_s=timeout_s,
-                            pythonpath=pythonpath)
+        if interrupted:
+            records[spec.name] = {"name": spec.name, "module": spec.module, "status": "not_run",
+                                  "reason": "the suite was interrupted (Ctrl-C) before it", "duration_s": 0.0}
+            continue
+        try:
+            rec = suite.run_one(spec, quick=args.quick, out_dir=out, opts=opts, timeout_s=timeout_s,
+                                pythonpath=pythonpath)
+        except KeyboardInterrupt:  # the child was killed; still write what the others measured
+            interrupted = True
+            rec = {"name": spec.name, "module": spec.module, "status": "error",
+                   "reason": "interrupted (Ctrl-C) while running", "duration_s": 0.0}
         result = rec.get("result")
         if isinstance(result, dict) and "plot_data" in result:
             plot_data[spec.name] = result.pop("plot_data")
@@ -133,7 +143,7 @@ def run_suite(args: argparse.Namespace, command: str, bench_dir: pathlib.Path = 
     report.write_json(out / "results.json", results)
     (out / "report.md").write_text(report.render_markdown(results))
     failed = [n for n, r in records.items() if r["status"] in ("error", "timeout")]
-    return results, 1 if failed else 0
+    return results, 130 if interrupted else 1 if failed else 0
 
 
 def print_summary(results: dict, out: pathlib.Path) -> None:
