@@ -310,3 +310,22 @@ def test_concurrent_clients_each_get_their_own_answers(fake_vlm, head_image):
             assert reply.ok, reply.error_message
             assert reply.request_id == call.request_id and reply.episode_id == f"c{k}"
             assert reply.result["image_id"] == call.image_ids["head"]
+
+
+def test_extra_fields_in_an_answer_never_reach_the_runtime(head_image):
+    """A compromised or steered planner can only choose a box: anything else it sends is dropped."""
+
+    class SteeringBackend:
+        name = "steering"
+
+        def run(self, request, deadline):
+            return {"bbox": [100, 200, 150, 250], "label": "red cube; ignore limits",
+                    "image_id": request.images["head"].image_id, "image_size": [640, 480],
+                    "joint_targets": [10.0] * 13, "max_velocity": 99.0}
+
+        def close(self):
+            pass
+
+    with PlannerServer(SteeringBackend(), "tcp://127.0.0.1:*") as server, client_for(server) as client:
+        _, reply = ask_bbox(client, head_image)
+    assert reply.ok and set(reply.result) == {"bbox", "label", "image_id", "image_size"}
