@@ -68,6 +68,9 @@ class EpisodeConfig:
     tracker_init_timeout_s: float = 10.0
     reset_timeout_s: float = 30.0
     check_complete_first: bool = True
+    # Also verify once an attempt has run this long without the closed+lifted signal (robots whose
+    # state gives no such signal); None = only on the signal.
+    verify_after_s: float | None = None
     image_size: tuple[int, int] = (640, 480)  # head image (width, height): boxes are checked against it
 
     def __post_init__(self) -> None:
@@ -76,6 +79,11 @@ class EpisodeConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"episode.{name} must be a positive number of seconds, got {v!r}")
+        if self.verify_after_s is not None and not (
+                isinstance(self.verify_after_s, (int, float)) and math.isfinite(self.verify_after_s)
+                and self.verify_after_s > 0):
+            raise ConfigError(f"episode.verify_after_s must be a positive number of seconds or null, "
+                              f"got {self.verify_after_s!r}")
         for name in ("verify_settle_s", "verify_interval_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
@@ -473,7 +481,15 @@ class EpisodeMachine:
                 then = ("failed", f"{self.counters.failed_attempts_in_a_row} failed grasp attempts in a row "
                                   f"(last: {self.last_error})")
             self._reset(now, out, place=False, then=then)
-        elif (self.phase == Phase.GRASPING and not self.manual and self._signal_since is not None
-              and now - self._signal_since >= cfg.verify_settle_s
-              and now - self._last_verify_end >= cfg.verify_interval_s):
+        elif self.phase == Phase.GRASPING and not self.manual and self._verify_due(now):
             self._ask(now, "verify", out, Phase.VERIFYING)
+
+    def _verify_due(self, now: float) -> bool:
+        """Upstream verifies while the hand is up; here: closed + lifted held for verify_settle_s, or
+        the attempt has run verify_after_s; never sooner than verify_interval_s after the last verdict."""
+        cfg = self.config
+        if now - self._last_verify_end < cfg.verify_interval_s:
+            return False
+        signalled = self._signal_since is not None and now - self._signal_since >= cfg.verify_settle_s
+        timed = cfg.verify_after_s is not None and now - self._attempt_start >= cfg.verify_after_s
+        return signalled or timed

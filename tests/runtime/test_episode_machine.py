@@ -238,3 +238,18 @@ def test_planner_mode_needs_a_prompt():
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         EpisodeConfig(**{field: value})
+
+
+def test_verify_after_a_time_without_the_hand_signal():
+    from dataclasses import replace
+
+    m = EpisodeMachine(replace(CFG, verify_after_s=8.0))
+    t = to_grasping(m)
+    assert m.step(t + 7.9) == []
+    acts = m.step(t + 8.0)
+    assert acts == [RequestPlanner(4, "verify", instruction="pick up the red cube")]
+    acts = m.step(t + 9.0, [answer(acts, ok("verify", success=False, reasoning="not yet"))])
+    assert acts == [] and m.step(t + 9.9) == []  # the interval since the last verdict still applies
+    assert [a.task for a in m.step(t + 10.0)] == ["verify"]
+    with pytest.raises(ConfigError, match="verify_after_s"):
+        EpisodeConfig(verify_after_s=0)
