@@ -30,6 +30,25 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
+from runtime.episode.events import (
+    Abort,
+    DisableController,
+    EnableController,
+    EpisodeEnded,
+    GraspSignal,
+    HomeReached,
+    InitTracker,
+    OperatorBox,
+    OperatorEndGrasp,
+    PlannerAnswer,
+    RequestOperatorBox,
+    RequestPlanner,
+    ResetArm,
+    SnapshotInitialImage,
+    Start,
+    TrackerLost,
+    TrackerReady,
+)
 from runtime.errors import ConfigError
 from runtime.planner.calls import PlannerReply
 from runtime.planner.replies import ReplyError, validate_box
@@ -92,118 +111,6 @@ class EpisodeConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < (0 if name == "planner_retries" else 1):
                 raise ConfigError(f"episode.{name} must be a non-negative integer (>= 1 for limits), got {v!r}")
-
-
-# ---- events in -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Start:
-    """Begin an episode. `prompt` is the operator's goal (planner mode); `manual` = operator gives boxes."""
-
-    prompt: str = ""
-    manual: bool = False
-
-
-@dataclass(frozen=True)
-class PlannerAnswer:
-    """The outcome of the planner request with `token` (timeouts and errors included)."""
-
-    token: int
-    reply: PlannerReply
-
-
-@dataclass(frozen=True)
-class OperatorBox:
-    box: tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class TrackerReady:
-    """The box became a mask and the tracker follows it (ok), or that failed (reason)."""
-
-    ok: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class TrackerLost:
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class GraspSignal:
-    """Robot state summarised for the verification trigger (from hand joints and arm height)."""
-
-    hand_closed: bool
-    arm_lifted: bool
-
-
-@dataclass(frozen=True)
-class HomeReached:
-    pass
-
-
-@dataclass(frozen=True)
-class OperatorEndGrasp:
-    """The operator ends the current grasp attempt (upstream: Enter)."""
-
-
-@dataclass(frozen=True)
-class Abort:
-    reason: str = "operator abort"
-
-
-# ---- actions out -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RequestPlanner:
-    """Submit a planner call; answer with PlannerAnswer(token, reply). Images: the runner attaches
-    the current head (+ initial head / wrist) frames the task needs."""
-
-    token: int
-    task: str
-    prompt: str | None = None
-    instruction: str | None = None
-
-
-@dataclass(frozen=True)
-class InitTracker:
-    """Make a mask from `box` on the head frame `image_id` (the frame the box was found in), then track."""
-
-    box: tuple[int, int, int, int]
-    image_id: str | None
-
-
-@dataclass(frozen=True)
-class SnapshotInitialImage:
-    """Keep the current head frame as the episode's 'initial' image (for instruction / completion)."""
-
-
-@dataclass(frozen=True)
-class RequestOperatorBox:
-    pass
-
-
-@dataclass(frozen=True)
-class EnableController:
-    pass
-
-
-@dataclass(frozen=True)
-class DisableController:
-    pass
-
-
-@dataclass(frozen=True)
-class ResetArm:
-    """Move to the placement pose, open the hand, return home (upstream right_finish_reset); answer
-    with HomeReached. `place` is False when nothing was grasped (just open and go home)."""
-
-    place: bool
-
-
-@dataclass(frozen=True)
-class EpisodeEnded:
-    outcome: str  # completed | attempt_done | failed | planner_failed | timeout | aborted | fault
-    reason: str
 
 
 # ---- the machine -----------------------------------------------------------------------------
