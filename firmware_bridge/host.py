@@ -8,7 +8,9 @@ caller sees `needs_rearm` and must call `arm()` again.
 
 Blocking: `connect`, `arm`, `disarm`, `protective_stop`, `clear_stop` wait for the firmware's answer
 (at most `request_timeout_ms` per attempt, `request_retries` attempts). `send_targets` and
-`send_trajectory` never wait for an answer; they block only on the serial write (<= 50 ms).
+`send_trajectory` never wait for an answer; they block only on the serial write (at most
+`write_timeout_ms`, default 100 ms, and only when the device stops reading: then they raise
+DeviceNotConnectedError).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class BridgeHost:
         request_retries: int = 3,
         auto_reconnect: bool = True,
         heartbeat_hz: float = 20.0,
+        write_timeout_ms: float = 100.0,
         name: str = "bridge",
     ) -> None:
         self.port = port
@@ -102,6 +105,7 @@ class BridgeHost:
         self.request_retries = max(1, int(request_retries))
         self.auto_reconnect = auto_reconnect
         self.heartbeat_period_s = 1.0 / heartbeat_hz if heartbeat_hz > 0 else float("inf")
+        self.write_timeout_s = write_timeout_ms / 1e3
         self.name = name
         self.state: Mailbox[State] = Mailbox(f"{name}.state", self.clock)
         self.device_info: P.HelloAck | None = None
@@ -130,6 +134,7 @@ class BridgeHost:
                        reconnects=0, session_changes=0, lost_rx_frames=0, commands_sent=0,
                        commands_confirmed=0, device_faults=0, states=0)
         self.device_fault_codes: dict[str, int] = {}
+        self.last_sent_seq = 0  # seq of the last motion command written (matches --log-applied)
         self.last_device_fault: P.Fault | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -142,11 +147,14 @@ class BridgeHost:
         self.close()
 
     def connect(self, timeout_s: float = 2.0) -> P.HelloAck:
-        """Open the port (exclusive) and handshake. Blocks up to about `timeout_s`.
+        """Open the port (exclusive), handshake, wait for the first state. Blocks up to ~2x `timeout_s`.
         Raises DeviceNotConnectedError (port missing/busy, no answer) or ProtocolMismatchError."""
         self._open_link()
         try:
             ack = self._handshake(deadline=self.clock.now() + timeout_s)
+            # Return with a state in the mailbox, so latest_state() works right away.
+            if self.state.wait_newer(0, timeout_s) is None:
+                raise DeviceNotConnectedError(f"{self.name}: {self.port} handshakes but sends no state reports")
         except BaseException:
             self._close_link()
             raise
@@ -227,6 +235,7 @@ class BridgeHost:
         reach_us = 0 if t_target is None else max(0, int(round((t_target - now) * 1e6)))
         seq, session = self._motion_slot()
         self._send(P.targets(seq, session, int(now * 1e6), q, reach_in_us=min(reach_us, 0xFFFFFFFF)), now, seq)
+        self.last_sent_seq = seq
         return q
 
     def send_trajectory(self, times_s, positions) -> np.ndarray:
@@ -246,6 +255,7 @@ class BridgeHost:
             raise CommandError(f"{self.name}: trajectory times {t.tolist()} are in the past or closer than 1 us")
         seq, session = self._motion_slot()
         self._send(P.trajectory(seq, session, int(now * 1e6), offsets, sent), now, seq)
+        self.last_sent_seq = seq
         return sent
 
     def wait_ready(self, timeout_s: float) -> bool:
@@ -321,7 +331,9 @@ class BridgeHost:
         link = self._link
         if link is None:
             raise DeviceNotConnectedError(f"{self.name}: serial port {self.port} is not open")
-        data = P.encode(msg)
+        # A leading delimiter ends any partial frame a timed-out write may have left on the line,
+        # so only that frame is lost, not the next one too (empty frames are ignored by the firmware).
+        data = b"\x00" + P.encode(msg)
         if seq is not None:
             with self._lock:
                 self._send_times[seq] = now
@@ -412,7 +424,6 @@ class BridgeHost:
             self._handshaked = True
             self._needs_handshake = False
             self._link_up = True
-            self._last_dev_seq = msg.seq
             if old is not None and old != msg.session_id:
                 self._c["session_changes"] += 1
                 self._needs_rearm = True
@@ -428,6 +439,7 @@ class BridgeHost:
             self._c["frames_rx"] += 1
             self._last_rx = t_rx
             if msg.type is P.MsgType.HELLO_ACK:
+                self._last_dev_seq = msg.seq  # here, in arrival order (not in the waiting thread)
                 p = self._pending.get(("hello", msg.body.host_nonce))
                 if p is not None:
                     p.reply = msg
@@ -511,7 +523,7 @@ class BridgeHost:
 
     def _open_link(self) -> None:
         link = SerialLink(self.port, self._on_message, self._on_frame_error, self._on_disconnect,
-                          clock=self.clock, name=self.name)
+                          clock=self.clock, write_timeout_s=self.write_timeout_s, name=self.name)
         link.open()
         with self._lock:
             self._link = link

@@ -8,6 +8,8 @@ that went away (cable pulled, emulator killed) once through `on_disconnect`, the
 from __future__ import annotations
 
 import logging
+import os
+import select
 import threading
 from collections.abc import Callable
 
@@ -45,6 +47,8 @@ class SerialLink:
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
         self.framer = Framer()
         self.bytes_rx = 0
         self.bytes_tx = 0
@@ -64,6 +68,7 @@ class SerialLink:
             why = "another process has it open (exclusive open refused)" if busy else str(exc)
             raise DeviceNotConnectedError(f"cannot open serial port {self.port}: {why}") from None
         self._stop.clear()
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._read_loop, name=f"{self._name}-reader", daemon=True)
         self._thread.start()
 
@@ -87,23 +92,42 @@ class SerialLink:
             self.bytes_tx += len(data)
 
     def _read_loop(self) -> None:
-        import serial
-
-        ser = self._serial
+        """poll() + os.read on the port's fd (pyserial configures the port; reading ourselves lets
+        us tell a hang-up (POLLHUP/POLLERR: the device is gone) from a spurious empty read, which a
+        pty can produce and pyserial would report as a disconnect)."""
+        fd = self._serial.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        poller.register(self._wake_r, select.POLLIN)
+        empty_reads = 0
         try:
             while not self._stop.is_set():
-                data = ser.read(ser.in_waiting or 1)
-                if not data:
+                events = dict(poller.poll(100))
+                if self._stop.is_set():
+                    break
+                ev = events.get(fd, 0)
+                if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) and not ev & select.POLLIN:
+                    raise OSError(f"hang-up on {self.port} (poll events 0x{ev:x})")
+                if not ev & select.POLLIN:
                     continue
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    empty_reads += 1
+                    if empty_reads > 50:
+                        raise OSError(f"{self.port} keeps returning no data (device disconnected?)")
+                    continue
+                empty_reads = 0
                 t_rx = self.clock.now()
                 self.bytes_rx += len(data)
-                for ev in self.framer.feed(data):
-                    if isinstance(ev, FrameError):
-                        self._on_frame_error(ev)
+                for event in self.framer.feed(data):
+                    if isinstance(event, FrameError):
+                        self._on_frame_error(event)
                     else:
-                        self._on_message(ev, t_rx)
-        except (serial.SerialException, OSError, TypeError) as exc:
-            # TypeError: pyserial's read after a concurrent close; treated as the port going away.
+                        self._on_message(event, t_rx)
+        except OSError as exc:
             if not self._stop.is_set():
                 log.warning("%s: serial port %s lost: %s", self._name, self.port, exc)
                 self._on_disconnect(exc)
@@ -112,11 +136,8 @@ class SerialLink:
         """Stop the reader (joined with a timeout) and close the port. Idempotent."""
         self._stop.set()
         ser = self._serial
-        if ser is not None:
-            try:
-                ser.cancel_read()
-            except (OSError, AttributeError, TypeError) as exc:  # already closed / platform without it
-                log.debug("%s: cancel_read: %s", self._name, exc)
+        if self._wake_w is not None:
+            os.write(self._wake_w, b"x")
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout_s)
@@ -129,3 +150,7 @@ class SerialLink:
                 log.debug("%s: close: %s", self._name, exc)
         self._serial = None
         self._thread = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self._wake_r = self._wake_w = None

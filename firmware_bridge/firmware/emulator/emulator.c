@@ -291,19 +291,32 @@ int main(int argc, char **argv)
             t = now_us();
             if (t >= next_tick) {
                 float dt = (float)(t - last_tick) * 1e-6f;
-                double alpha = 1.0 - exp(-(double)dt / tau_s);
+                float sp_before[DGB_NUM_JOINTS];
+                unsigned sub, n_sub = (unsigned)ceil((double)dt / 0.001);
+                double alpha;
+                if (n_sub < 1u) {
+                    n_sub = 1u;
+                }
+                alpha = 1.0 - exp(-(double)dt / (double)n_sub / tau_s);
+                memcpy(sp_before, dev.setpoint, sizeof sp_before);
                 last_tick = t;
                 next_tick += servo_period;
                 if (next_tick <= t) {
                     next_tick = t + servo_period; /* overran: skip, never burst */
                 }
                 dgb_device_tick(&dev, t, dt);
+                /* Plant: first-order lag behind the setpoint, integrated in <= 1 ms sub-steps along
+                 * the setpoint's ramp, so a late tick never makes the joint faster than the ramp. */
                 for (i = 0; i < DGB_NUM_JOINTS; ++i) {
                     float before = pos[i];
-                    float target = dev.setpoint[i];
-                    pos[i] = (float)(pos[i] + alpha * (target - pos[i]) + opt.noise * rng_normal());
+                    double p = pos[i];
+                    for (sub = 1; sub <= n_sub; ++sub) {
+                        double sp = sp_before[i] + (dev.setpoint[i] - sp_before[i]) * (double)sub / (double)n_sub;
+                        p += alpha * (sp - p);
+                    }
+                    pos[i] = (float)(p + opt.noise * rng_normal());
                     vel[i] = dt > 0.0f ? (pos[i] - before) / dt : 0.0f;
-                    eff[i] = 20.0f * (target - pos[i]);
+                    eff[i] = 20.0f * (dev.setpoint[i] - pos[i]);
                 }
                 if (state_period > 0u && t >= next_state) {
                     dgb_device_send_state(&dev, t, pos, vel, eff);
