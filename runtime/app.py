@@ -150,7 +150,19 @@ class App:
 
         cfg, clock = self.cfg, self.clock
         self._t_start = clock.now()
-        self.bridge_handle = self._injected["bridge"] or components.make_bridge(cfg, clock)
+        separate = cfg.control.process == "separate"
+        if separate:
+            from runtime.errors import ConfigError
+            from runtime.execution.loop_process import ControlLoopProcess
+
+            if self._injected["bridge"] is not None:
+                raise ConfigError("control.process 'separate' opens the bridge in the control process; "
+                                  "an injected bridge cannot be used")
+            self.loop = ControlLoopProcess(cfg, self.requests, self.chunks, self.head_frames,
+                                           publish=self.dispatcher.publish, clock=clock)
+            self.bridge_handle = components.BridgeHandle(self.loop.bridge_view, description="control-process bridge view")
+        else:
+            self.bridge_handle = self._injected["bridge"] or components.make_bridge(cfg, clock)
         self.bridge = self.bridge_handle.bridge
         cams = self._injected["cameras"] or components.make_cameras(cfg, clock, self._robot_positions)
         head_cam, wrist_cam, self.scene = cams
@@ -177,15 +189,16 @@ class App:
         )
         limits = JointLimits.from_config(robot, cfg.safety)
         rt = cfg.control.realtime
-        self.loop = ControlLoop(
-            self.bridge, ChunkExecutor.from_config(cfg), SafetyFilter(limits, 1.0 / cfg.control.rate_hz),
-            self.chunks, self.requests, cfg.control.rate_hz, clock,
-            max_state_age_s=cfg.safety.max_state_age_ms / 1e3,
-            max_perception_age_s=cfg.safety.max_perception_age_ms / 1e3,
-            perception_age_s=self._perception_age_s, auto_rearm=cfg.safety.auto_rearm,
-            publish=self.dispatcher.publish,
-            on_thread_start=lambda: apply_thread_realtime(rt.sched_fifo_priority, rt.cpu_affinity),
-        )
+        if not separate:
+            self.loop = ControlLoop(
+                self.bridge, ChunkExecutor.from_config(cfg), SafetyFilter(limits, 1.0 / cfg.control.rate_hz),
+                self.chunks, self.requests, cfg.control.rate_hz, clock,
+                max_state_age_s=cfg.safety.max_state_age_ms / 1e3,
+                max_perception_age_s=cfg.safety.max_perception_age_ms / 1e3,
+                perception_age_s=self._perception_age_s, auto_rearm=cfg.safety.auto_rearm,
+                publish=self.dispatcher.publish,
+                on_thread_start=lambda: apply_thread_realtime(rt.sched_fifo_priority, rt.cpu_affinity),
+            )
         self._build_observers()
         self._build_episode()
 
@@ -380,7 +393,7 @@ class App:
             },
             "bridge": {"counters": bridge_counters},
             "telemetry": self.dispatcher.report(),
-            "realtime": {**self.setup, "control_thread": self.loop.thread_setup if self.loop else None},
+            "realtime": {**self.setup, "control_thread": loop.get("thread_setup")},
             "joints": N_JOINTS, "arm_joints": ARM_JOINTS,
             "errors": errors,
         }

@@ -47,7 +47,7 @@ WORKER_THREAD_PREFIXES = ("camera-", "tracker-worker", "telemetry-dispatch", "br
 
 
 def apply_worker_priorities(threads, fifo_priority: int | None, policy_nice: int | None,
-                            policy_thread: str = "policy-worker") -> dict:
+                            policy_thread: str = "policy-worker", extra_prefixes: tuple[str, ...] = ()) -> dict:
     """Raise the scheduling of the runtime's GIL-bursty worker threads (by native thread id) so a
     preempted worker cannot hold the GIL the control loop is waiting for. Returns what was applied."""
     report: dict = {}
@@ -59,7 +59,7 @@ def apply_worker_priorities(threads, fifo_priority: int | None, policy_nice: int
             if t.name == policy_thread and policy_nice is not None:
                 os.setpriority(os.PRIO_PROCESS, tid, int(policy_nice))
                 report[t.name] = f"nice {policy_nice}"
-            elif fifo_priority is not None and t.name.startswith(WORKER_THREAD_PREFIXES):
+            elif fifo_priority is not None and t.name.startswith(WORKER_THREAD_PREFIXES + tuple(extra_prefixes)):
                 os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(int(fifo_priority)))
                 report[t.name] = f"SCHED_FIFO {fifo_priority}"
         except (PermissionError, OSError) as exc:

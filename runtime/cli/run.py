@@ -89,12 +89,11 @@ def run_app(cfg, duration_s: float | None, quiet: bool = False, model_dir=None) 
 
 
 def _progress_line(app) -> None:
-    loop = app.loop
-    r = loop.rate
+    p = app.loop.progress()
     pw = app.policy_worker
-    hold = loop.hold_reason or "executing"
-    line = (f"\r  t={app.clock.now() - app._t_start:6.1f} s  loop {r.achieved_hz():7.2f} Hz  missed {r.missed_cycles:4d}  "
-            f"chunks {loop.executor.counters.chunks_accepted:3d}  inferences {pw.inferences:3d}  state: {hold:<20}")
+    hold = p["hold_reason"] or "executing"
+    line = (f"\r  t={app.clock.now() - app._t_start:6.1f} s  loop {p['achieved_hz']:7.2f} Hz  missed {p['missed_cycles']:4d}  "
+            f"chunks {p['chunks_accepted']:3d}  inferences {pw.inferences:3d}  state: {hold:<20}")
     print(line, end="", file=sys.stderr, flush=True)
 
 
@@ -111,7 +110,8 @@ def write_report(report: dict, path: str) -> None:
         return x
 
     with open(path, "w") as f:
-        json.dump(clean(report), f, indent=2)
+        # default=repr: an unexpected object in a diagnostic field must not lose the whole report
+        json.dump(clean(report), f, indent=2, default=repr)
 
 
 def _ms(x) -> str:

@@ -7,6 +7,7 @@ pyrealsense2 or TensorRT, and a missing optional package fails with the extra to
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,14 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
         emu.start(**_accepted(emu.start, start_kwargs))
         port = emu.port
         closers.append(emu.stop)
+        prio = b.options.get("emulator_sched_fifo_priority")
+        if prio is not None and getattr(emu, "proc", None) is not None:
+            # The emulator stands in for an MCU with a core of its own: do not let a busy host CPU
+            # make it look like a stalled link.
+            try:
+                os.sched_setscheduler(emu.proc.pid, os.SCHED_FIFO, os.sched_param(int(prio)))
+            except OSError as exc:
+                log.warning("emulator SCHED_FIFO %s not applied: %s", prio, exc)
         desc = f"firmware emulator on {port}"
     host_kwargs = {"clock": clock, "limits": fw_limits}
     host_kwargs.update(b.options.get("host", {}))

@@ -30,8 +30,23 @@ def cache_root() -> Path:
     return Path(base) / "models"
 
 
+def exporter_fingerprint() -> str:
+    """Hash of the export code and the manifest schema: a cached model made by other export code
+    (other graph names, other layout) is never reused; a new one is made instead."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "export").rglob("*.py")) + [root / "runtime" / "controller" / "manifest.py"]
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file():
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def cached_model_dir(preset: str = "small", seed: int = 0) -> Path:
-    return cache_root() / f"{preset}-seed{seed}"
+    return cache_root() / f"{preset}-seed{seed}-{exporter_fingerprint()}"
 
 
 def resolve_model_dir(policy_cfg, progress: bool = True) -> Path:

@@ -89,6 +89,9 @@ class ControlConfig(Section):
     # Rate the policy's actions are spaced at (upstream data rate: 20 Hz).
     action_rate_hz: float = Field(default=20.0, gt=0, le=1000)
     interpolation: Literal["linear", "cubic", "hold"] = "linear"
+    # "thread": the loop is a thread of the runtime process. "separate": the loop and the robot link
+    # run in a child process, so no other Python thread can hold the loop's GIL (see docs/runtime.md).
+    process: Literal["thread", "separate"] = "thread"
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
 
     @model_validator(mode="after")

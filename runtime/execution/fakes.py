@@ -45,6 +45,7 @@ class FakeBridge:
         self.needs_rearm = False
         self.stopped = False
         self.sent: list[tuple[float, np.ndarray]] = []
+        self.targets_sent = 0
         self.keep_history = True
         self.calls: list[str] = []
         self._publish_state()
@@ -104,13 +105,14 @@ class FakeBridge:
         if self.lower is not None:
             q = np.clip(q, self.lower, self.upper)
         self._q = q.copy()
+        self.targets_sent += 1
         if self.keep_history:
             self.sent.append((self.clock.now(), q.copy()))
         self._publish_state()
         return q.copy()
 
     def counters(self) -> dict:
-        return {"targets_sent": len(self.sent), "armed": self.armed}
+        return {"targets_sent": self.targets_sent, "armed": self.armed}
 
     def close(self) -> None:
         self.calls.append("close")

@@ -39,6 +39,16 @@ def _no_publish(kind: str, *args: Any) -> None:
     return None
 
 
+HISTOGRAM_BINS_US = (0, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000, math.inf)
+
+
+def lateness_histogram(lateness_s: np.ndarray) -> dict:
+    """Cycle counts per wake-up lateness bin ("<50us": ...), for reports and benchmarks."""
+    counts, _ = np.histogram(np.asarray(lateness_s) * 1e6, bins=np.asarray(HISTOGRAM_BINS_US))
+    labels = [f"<{b:g}us" if math.isfinite(b) else f">={HISTOGRAM_BINS_US[-2]:g}us" for b in HISTOGRAM_BINS_US[1:]]
+    return dict(zip(labels, (int(c) for c in counts), strict=True))
+
+
 class ControlLoop:
     """Owns the executor and the safety filter; talks to the bridge. See module docstring.
 
@@ -319,6 +329,15 @@ class ControlLoop:
             self.errors.append(text)
         log.warning("control: %s", text)
 
+    def progress(self) -> dict:
+        """A cheap snapshot for live status lines (any thread)."""
+        return {
+            "achieved_hz": self.rate.achieved_hz(),
+            "missed_cycles": self.rate.missed_cycles,
+            "chunks_accepted": self.executor.counters.chunks_accepted,
+            "hold_reason": self.hold_reason,
+        }
+
     def status(self) -> dict:
         return {
             "hold_reason": self.hold_reason,
@@ -350,4 +369,5 @@ class ControlLoop:
             "executor": self.executor.counters.as_dict(),
             "events": list(self.events)[-50:],
             "thread_setup": self.thread_setup,
+            "lateness_histogram": lateness_histogram(self.rate.lateness.samples()),
         }

@@ -179,3 +179,37 @@ def test_protective_stop_command_and_clear():
     finally:
         app.stop()
     assert bridge.calls.count("arm") == 2
+
+
+def test_separate_control_process_runs_commands_and_stops_safely():
+    cfg = config_from_dict({
+        "control": {"rate_hz": 100, "process": "separate",
+                    "realtime": {"sched_fifo_priority": None, "mlockall": False}},
+        "tracker": {"kind": "none"}, "planner": {"enabled": False, "autostart": False},
+        "bridge": {"kind": "fake"}, "policy": {"backend": "fake", "fake_latency_ms": 150},
+    }, "test")
+    clock = Clock()
+    app = App(cfg, clock=clock, tracker=None, policy=FakeChunkPolicy(latency_s=0.15),
+              cameras=make_synthetic_cameras(lambda: app._robot_positions(), clock=clock, fps=15)[1:] + (None,))
+    obs = Recorder()
+    app.add_observer(obs)
+    app.start()
+    try:
+        assert app.loop.alive
+        assert app.submit_command({"cmd": "manual_bbox", "bbox": [10, 10, 50, 60]})["ok"]
+        assert wait_for(lambda: app.loop.progress()["chunks_accepted"] >= 2 and app.loop.hold_reason is None, 20)
+        # the parent sees the child's robot state (for the policy, the scene and the episode)
+        state = app.bridge.latest_state(0.5)
+        assert state.positions.shape == (13,) and state.positions[7] > 0.0
+        assert app.submit_command({"cmd": "stop"})["ok"]
+        assert wait_for(lambda: app.loop.hold_reason == "protective_stop")
+    finally:
+        report = app.run(duration_s=0.0)
+    assert not app.loop.alive
+    c = report["control"]
+    assert c["process"].startswith("separate")
+    assert c["commands_sent"] > 20 and c["executor"]["chunks_accepted"] >= 2
+    assert c["hold_cycles"]["protective_stop"] > 0
+    assert report["bridge"]["counters"]["targets_sent"] > 20
+    assert obs.kinds.get("command", 0) > 0 and obs.kinds.get("joint_state", 0) > 0
+    assert not [e for e in report["errors"] if "link" in e]

@@ -1,0 +1,350 @@
+"""The control loop (and the robot link) in a process of its own.
+
+Why: in one Python process every thread shares the GIL. Measured here, the 200 Hz loop alone or
+beside ONNX Runtime meets its target, but beside the synthetic cameras, the tracker, the policy's
+pre-processing and the bridge reader its p99 lateness reached 4 ms with missed cycles: whichever
+thread holds the GIL when the OS preempts it stalls the loop (priority inversion). In a child
+process the loop shares its GIL only with the bridge's I/O threads.
+
+Parent side: `ControlLoopProcess` has the surface the App uses (submit, start, stop, alive,
+hold_reason, progress, report, errors) and `bridge_view`, a read-only bridge (latest_state,
+link_up, counters) fed by the child. Messages over one duplex pipe (pickled, small):
+  parent -> child: ("chunk", TimedChunk), ("done",), ("frame", t_capture), ("cmd", name), ("stop",)
+  child -> parent: ("ready", info) | ("error", text), ("state", State), ("command", q, t_target),
+                   ("request", t), ("event", kind, payload), ("stats", dict), ("report", dict)
+Timestamps cross the boundary unchanged: time.monotonic() is CLOCK_MONOTONIC, one clock per machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.clock import Clock
+from runtime.execution.requests import ChunkRequests
+from runtime.mailbox import Mailbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StateView:
+    """The fields of the bridge's State the parent uses (positions, velocities, receive time)."""
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    t_host_receive: float
+
+
+class BridgeView:
+    """Read-only bridge in the parent process: what the child's bridge last reported."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.state: Mailbox = Mailbox("bridge-view.state", clock)
+        self._counters: dict = {}
+        self.link_up = False
+        self.needs_rearm = False
+        self.armed = False
+
+    def latest_state(self, max_age_s: float | None = None) -> StateView:
+        return self.state.latest(max_age_s).value
+
+    def counters(self) -> dict:
+        return dict(self._counters)
+
+    def close(self) -> None:
+        """The child process owns and closes the real bridge."""
+
+
+class ControlLoopProcess:
+    """Parent-side proxy of the control loop running in a spawned child process."""
+
+    def __init__(self, cfg, requests: ChunkRequests, chunks: Mailbox, head_frames: Mailbox,
+                 publish=None, clock: Clock | None = None, start_timeout_s: float = 180.0) -> None:
+        self.cfg = cfg
+        self.requests = requests
+        self.chunks = chunks
+        self.head_frames = head_frames
+        self.publish = publish or (lambda kind, *args: None)
+        self.clock = clock or Clock()
+        self.start_timeout_s = start_timeout_s
+        self.bridge_view = BridgeView(self.clock)
+        self.hold_reason: str | None = "starting"
+        self.errors: list[str] = []
+        self.events: list = []
+        self._progress: dict = {"achieved_hz": math.nan, "missed_cycles": 0, "chunks_accepted": 0}
+        self._report: dict | None = None
+        self._report_ready = threading.Event()
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._proc = None
+        self._conn = None
+        self._threads: list[threading.Thread] = []
+        self._forwarded_request = False
+        self.thread_setup: dict | None = None
+        self._stopping = False
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        """Spawn the child, wait until its bridge is connected (bounded), start the link threads."""
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        self._conn = parent
+        self._proc = ctx.Process(target=child_main, args=(self.cfg.model_dump(), child),
+                                 name="dexgrasp-control", daemon=True)
+        self._proc.start()
+        child.close()
+        if not parent.poll(self.start_timeout_s):
+            self._proc.terminate()
+            raise TimeoutError(f"control process did not start within {self.start_timeout_s:.0f} s")
+        try:
+            kind, payload = parent.recv()
+        except EOFError as exc:
+            raise RuntimeError(f"control process exited during start-up (exit code {self._proc.exitcode})") from exc
+        if kind == "error":
+            self._proc.join(5)
+            from runtime.errors import DeviceNotConnectedError
+
+            raise DeviceNotConnectedError(f"control process failed to start: {payload}")
+        self.thread_setup = payload
+        for target, name in ((self._rx, "loop-link-rx"), (self._tx, "loop-link-tx")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the child to hold, disarm and close the bridge; wait for its report (bounded)."""
+        if self._proc is None:
+            return
+        self._send(("stop",))
+        self._stopping = True
+        self._report_ready.wait(timeout_s)
+        self._proc.join(timeout_s)
+        if self._proc.is_alive():
+            log.warning("control process still alive %.1f s after stop: terminating it", timeout_s)
+            self.errors.append("control process did not stop in time and was terminated")
+            self._proc.terminate()
+            self._proc.join(2.0)
+        self._stop.set()
+        for t in self._threads:
+            t.join(2.0)
+            if t.is_alive():
+                log.warning("thread %s still alive after stop", t.name)
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def submit(self, command: str, **kwargs) -> bool:
+        return self._send(("cmd", command))
+
+    def progress(self) -> dict:
+        return {**self._progress, "hold_reason": self.hold_reason}
+
+    def report(self) -> dict:
+        r = dict(self._report or {"rate_hz_target": self.cfg.control.rate_hz, "rate_hz_achieved": math.nan,
+                                  "lateness_us": {}, "missed_cycles": None, "errors": ["no report from control process"]})
+        r["process"] = "separate (dexgrasp-control)"
+        return r
+
+    # ---- link threads ----
+    def _send(self, msg) -> bool:
+        try:
+            with self._send_lock:
+                self._conn.send(msg)
+            return True
+        except (OSError, EOFError, ValueError, AttributeError) as exc:
+            if not (self._stop.is_set() or self._stopping):
+                self.errors.append(f"control process link: send failed: {exc!r}")
+            return False
+
+    def _rx(self) -> None:
+        view = self.bridge_view
+        while not self._stop.is_set():
+            try:
+                if not self._conn.poll(0.1):
+                    continue
+                msg = self._conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = msg[0]
+            if kind == "state":
+                state = msg[1]
+                view.state.put(state, state.t_host_receive)
+                self.publish("joint_state", state)
+            elif kind == "command":
+                self.publish("command", msg[1], msg[2])
+            elif kind == "request":
+                if self.requests.request(msg[1]):
+                    self._forwarded_request = True
+            elif kind == "event":
+                if msg[1] == "status":
+                    self.hold_reason = msg[2].get("hold_reason")
+                elif msg[1] == "episode_event":
+                    self.events.append((msg[2].get("t"), msg[2].get("event")))
+                self.publish(msg[1], msg[2])
+            elif kind == "stats":
+                self._progress = msg[1]["progress"]
+                self.hold_reason = self._progress.get("hold_reason")
+                view._counters = msg[1]["bridge"]
+                view.link_up, view.armed, view.needs_rearm = msg[1]["link"]
+            elif kind == "report":
+                self._report = msg[1]
+                self.errors.extend(msg[1].get("errors", []))
+                view._counters = msg[1].get("bridge_counters", view._counters)
+                self._report_ready.set()
+
+    def _tx(self) -> None:
+        """Forward new chunks, request completions and head-frame capture times to the child."""
+        chunk_seq, frame_seq = 0, 0
+        while not self._stop.is_set():
+            item = self.head_frames.wait_newer(frame_seq, 0.02)
+            if item is not None:
+                frame_seq = item.seq
+                self._send(("frame", item.t_capture))
+            c = self.chunks.peek()
+            if c is not None and c.seq != chunk_seq:
+                chunk_seq = c.seq
+                self._send(("chunk", c.value))
+            if self._forwarded_request and not self.requests.in_flight:
+                self._forwarded_request = False
+                self._send(("done",))
+
+
+class _ForwardingRequests(ChunkRequests):
+    """Child side: a request made by the loop is forwarded to the parent's policy worker."""
+
+    def __init__(self, send) -> None:
+        super().__init__()
+        self._forward = send
+
+    def request(self, now: float) -> bool:
+        if super().request(now):
+            self._forward(("request", now))
+            return True
+        return False
+
+
+def child_main(cfg_dict: dict, conn) -> None:
+    """Entry point of the control process: bridge + ControlLoop; exits when told or orphaned."""
+    import gc
+
+    from runtime.config import config_from_dict
+    from runtime.config.components import make_bridge
+    from runtime.execution.executor import ChunkExecutor
+    from runtime.execution.loop import ControlLoop
+    from runtime.execution.safety import JointLimits, SafetyFilter
+    from runtime.realtime import (
+        SwitchInterval,
+        apply_thread_realtime,
+        apply_worker_priorities,
+        lock_memory,
+    )
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s control-process %(name)s: %(message)s")
+    send_lock = threading.Lock()
+
+    def send(msg) -> None:
+        try:
+            with send_lock:
+                conn.send(msg)
+        except (OSError, EOFError, ValueError):
+            pass  # parent gone: the stop path below handles it
+
+    cfg = config_from_dict(cfg_dict, "control process")
+    clock = Clock()
+    rt = cfg.control.realtime
+    try:
+        handle = make_bridge(cfg, clock)
+    except Exception as exc:  # reported to the parent, which raises it with the reason
+        send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    perception_t = [-math.inf]
+    chunks: Mailbox = Mailbox("chunks", clock)
+    requests = _ForwardingRequests(send)
+    last_state = [None]
+
+    def publish(kind, *args) -> None:
+        if kind == "joint_state":
+            s = args[0]
+            view = StateView(np.asarray(s.positions, dtype=np.float64), np.asarray(s.velocities, dtype=np.float64),
+                             float(s.t_host_receive))
+            last_state[0] = view
+            send(("state", view))
+        elif kind == "command":
+            send(("command", args[0], args[1]))
+        else:
+            send(("event", kind, args[0]))
+
+    loop = ControlLoop(
+        handle.bridge, ChunkExecutor.from_config(cfg),
+        SafetyFilter(JointLimits.from_config(cfg.robot, cfg.safety), 1.0 / cfg.control.rate_hz),
+        chunks, requests, cfg.control.rate_hz, clock,
+        max_state_age_s=cfg.safety.max_state_age_ms / 1e3,
+        max_perception_age_s=cfg.safety.max_perception_age_ms / 1e3,
+        perception_age_s=lambda now: now - perception_t[0], auto_rearm=cfg.safety.auto_rearm,
+        publish=publish, on_thread_start=lambda: apply_thread_realtime(rt.sched_fifo_priority, rt.cpu_affinity),
+    )
+    setup = {"mlockall": lock_memory() if rt.mlockall else "off"}
+    switch = SwitchInterval(rt.switch_interval_ms)
+    switch.__enter__()
+    setup["switch_interval"] = switch.describe()
+    gc.collect()
+    gc.freeze()
+    stop = threading.Event()
+
+    def stats() -> dict:
+        b = handle.bridge
+        try:
+            counters = b.counters()
+        except Exception as exc:  # a bridge mid-reconnect may refuse; report it
+            counters = {"error": repr(exc)}
+        return {"progress": loop.progress(), "bridge": counters,
+                "link": (bool(getattr(b, "link_up", True)), bool(getattr(b, "armed", True)),
+                         bool(getattr(b, "needs_rearm", False)))}
+
+    if rt.worker_sched_fifo_priority is not None:
+        # this main thread unpickles the parent's messages: it holds the GIL in short bursts too
+        threading.current_thread().name = "control-process-main"
+        setup["worker_threads"] = apply_worker_priorities(threading.enumerate(), rt.worker_sched_fifo_priority, None,
+                                                          extra_prefixes=("control-process-main",))
+    send(("ready", setup))  # first message: the parent reads it before any state
+    loop.start()
+    t_stats = clock.now()
+    while not stop.is_set():
+        try:
+            if conn.poll(0.1):
+                msg = conn.recv()
+                kind = msg[0]
+                if kind == "chunk":
+                    chunks.put(msg[1], msg[1].t_obs)
+                elif kind == "done":
+                    requests.done()
+                elif kind == "frame":
+                    perception_t[0] = msg[1]
+                elif kind == "cmd":
+                    loop.submit(msg[1])
+                elif kind == "stop":
+                    stop.set()
+        except (EOFError, OSError):
+            break  # parent died: stop safely
+        if clock.now() - t_stats >= 0.5:
+            t_stats = clock.now()
+            send(("stats", stats()))
+        if not loop.alive:
+            break
+    loop.stop()
+    report = loop.report()
+    report["errors"] = list(loop.errors)
+    report["thread_setup"] = {**(loop.thread_setup or {}), **setup}
+    report["bridge_counters"] = stats()["bridge"]
+    for e in handle.close():
+        report["errors"].append(e)
+    switch.__exit__(None, None, None)
+    send(("report", report))
+    conn.close()
