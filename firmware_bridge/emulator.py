@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import select
 import shutil
@@ -121,10 +122,13 @@ class EmulatorProcess:
         link: str | Path | None = None,
         hold_ms: float | None = None,
         safe_off_ms: float | None = None,
+        initial_positions=None,
         extra_args: tuple[str, ...] = (),
         startup_timeout_s: float = 10.0,
     ) -> EmulatorProcess:
-        """Start the emulator and wait (up to `startup_timeout_s`) for its pty path."""
+        """Start the emulator and wait (up to `startup_timeout_s`) for its pty path.
+
+        `initial_positions` (13 values) is the simulated pose at boot (clamped into the limits)."""
         binary = self.binary or ensure_emulator_binary()
         args = [str(binary), "--exit-on-stdin-eof", "--state-rate-hz", str(state_rate_hz)]
         if limits is not None:
@@ -142,6 +146,11 @@ class EmulatorProcess:
             args += ["--hold-ms", str(hold_ms)]
         if safe_off_ms is not None:
             args += ["--safe-off-ms", str(safe_off_ms)]
+        if initial_positions is not None:
+            q = [float(v) for v in initial_positions]
+            if len(q) != 13 or not all(math.isfinite(v) for v in q):
+                raise ConfigError(f"emulator initial_positions must be 13 finite numbers, got {q}")
+            args += ["--initial-positions", ",".join(repr(v) for v in q)]
         args += list(extra_args)
         err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)

@@ -8,6 +8,7 @@
  *   dexgrasp-fw-emulator [--limits FILE] [--state-rate-hz 500] [--no-state-on-command]
  *       [--servo-rate-hz 1000] [--hold-ms 20] [--safe-off-ms 150] [--log-applied FILE]
  *       [--link PATH] [--noise STD] [--tau-ms 15] [--seed N] [--exit-on-stdin-eof]
+ *       [--initial-positions V1,...,V13]
  *
  * Signals: SIGTERM / SIGINT exit cleanly; SIGUSR1 simulates a firmware reset (new session id,
  * disarmed, handshake required). With PR_SET_PDEATHSIG the emulator also exits when its parent dies.
@@ -213,7 +214,8 @@ int main(int argc, char **argv)
     g_rng ^= (uint64_t)opt.seed * 0x9E3779B97F4A7C15u + 1u;
 
     for (i = 0; i < DGB_NUM_JOINTS; ++i) {
-        pos[i] = 0.5f * (opt.cfg.lower[i] + opt.cfg.upper[i]);
+        float v = opt.has_initial ? opt.initial[i] : 0.5f * (opt.cfg.lower[i] + opt.cfg.upper[i]);
+        pos[i] = v < opt.cfg.lower[i] ? opt.cfg.lower[i] : (v > opt.cfg.upper[i] ? opt.cfg.upper[i] : v);
         vel[i] = 0.0f;
         eff[i] = 0.0f;
     }

@@ -10,6 +10,7 @@ static const char *const k_usage =
     "usage: dexgrasp-fw-emulator [--limits FILE] [--state-rate-hz HZ] [--no-state-on-command]\n"
     "         [--servo-rate-hz HZ] [--hold-ms MS] [--safe-off-ms MS] [--log-applied FILE]\n"
     "         [--link PATH] [--noise STD] [--tau-ms MS] [--seed N] [--exit-on-stdin-eof]\n"
+    "         [--initial-positions V1,...,V13]\n"
     "Prints the pseudo-terminal path on the first stdout line, then serves the firmware protocol.\n"
     "--limits FILE: 13 lines 'name lower upper max_velocity [max_acceleration]' ('#' comments).\n"
     "SIGUSR1 simulates a firmware reset (new session id).\n";
@@ -163,6 +164,21 @@ bool emu_parse_args(int argc, char **argv, emu_options_t *opt)
             if (!parse_double(a, val, 0.1, 10000.0, &opt->tau_ms)) {
                 return false;
             }
+        } else if (strcmp(a, "--initial-positions") == 0) {
+            const char *p = val;
+            unsigned k;
+            for (k = 0; k < DGB_NUM_JOINTS; ++k) {
+                char *end = NULL;
+                double x = strtod(p, &end);
+                if (end == p || !isfinite(x) || (k + 1u < DGB_NUM_JOINTS ? *end != ',' : *end != '\0')) {
+                    fprintf(stderr, "dexgrasp-fw-emulator: --initial-positions expects %u comma-separated "
+                            "finite numbers, got '%s'\n", DGB_NUM_JOINTS, val);
+                    return false;
+                }
+                opt->initial[k] = (float)x;
+                p = end + 1;
+            }
+            opt->has_initial = true;
         } else if (strcmp(a, "--seed") == 0) {
             if (!parse_double(a, val, 0.0, 4294967295.0, &v)) {
                 return false;

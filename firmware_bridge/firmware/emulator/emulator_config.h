@@ -19,6 +19,8 @@ typedef struct {
     double tau_ms;
     unsigned long seed;
     bool exit_on_stdin_eof;
+    bool has_initial;
+    float initial[DGB_NUM_JOINTS]; /* joint positions at boot (default: the middle of the limits) */
 } emu_options_t;
 
 /* Parse argv into *opt (defaults first); prints usage / the error and returns false on bad input. */
