@@ -13,8 +13,9 @@ import math
 #: Columns of a latency-summary row, in order (only those present in some row are shown).
 STAT_COLUMNS = ("count", "p50", "p90", "p99", "max", "mean", "min", "unit")
 
-#: Keys never shown in the key/value table (big or internal).
-HIDDEN_KEYS = ("tables", "traceback", "not_measured", "targets", "plots")
+#: Top-level keys never shown in the key/value table (big, internal, or shown elsewhere: the suite
+#: describes the machine once at the top of the report).
+HIDDEN_KEYS = ("tables", "traceback", "not_measured", "targets", "plots", "machine")
 
 
 def fmt(value) -> str:

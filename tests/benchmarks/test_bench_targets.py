@@ -86,3 +86,14 @@ def test_loop_targets_prefer_the_stages_app_run_over_inference_only_runs():
     # the control_loop benchmark's own whole-runtime scenario wins when it ran
     r = rows({"control_loop": loop_result(4500.0, 2), "stages": stages})
     assert r["loop_p99"]["status"] == FAIL and r["loop_p99"]["source"] == "control_loop"
+
+
+def test_bridge_target_counts_lost_frames():
+    def bridge(p99, lost):
+        return {"status": "ok", "result": {"rates": [
+            {"rate_hz": 500.0, "rtt_ms": {"p99": p99}, "commands_sent": 5000, "commands_lost": lost,
+             "device_frames_lost": 0}]}}
+
+    assert rows({"bridge": bridge(1.2, 0)})["bridge_rtt"]["status"] == PASS
+    row = rows({"bridge": bridge(1.2, 2)})["bridge_rtt"]
+    assert row["status"] == FAIL and "2 frame(s) lost" in row["measured"]
