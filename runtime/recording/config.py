@@ -36,6 +36,7 @@ class RecordingConfig:
     max_pending_frames: int = 8
     arm_joint_limits: dict | None = None
     raw_joint_units: bool = False  # make_recorder: do not take arm limits from the runtime config
+    writer: str = "process"  # "process" (no GIL shared with the control loop) or "thread"
 
     @classmethod
     def from_dict(cls, raw: dict | None, where: str = "recording") -> RecordingConfig:
@@ -63,6 +64,8 @@ class RecordingConfig:
                 raise ConfigError(f"{where}.{name}: expected a positive number, got {value!r}")
         if not (isinstance(self.min_free_mb, (int, float)) and self.min_free_mb >= 0):
             raise ConfigError(f"{where}.min_free_mb: expected a number >= 0, got {self.min_free_mb!r}")
+        if self.writer not in ("process", "thread"):
+            raise ConfigError(f"{where}.writer: expected 'process' or 'thread', got {self.writer!r}")
         if self.compressor not in COMPRESSORS:
             raise ConfigError(f"{where}.compressor: expected one of {list(COMPRESSORS)}, got {self.compressor!r}")
         if self.arm_joint_limits is not None:

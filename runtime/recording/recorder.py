@@ -1,16 +1,16 @@
 """EpisodeRecorder: a runtime observer that records every episode in DexGraspVLA's training layout.
 
 Producer side (the runtime's observer callbacks, any thread): pairs each camera frame with the
-state measured before it and the command sent right after it, then appends the finished record
-to a bounded deque. Appending never blocks: when `queue_frames` frames are waiting, the new frame
-is dropped and counted. Consumer side: one named writer thread ("recorder-writer") does all disk
-work (zarr chunks, video, journal, manifest). A disk error or a nearly full disk stops the current
-episode (quarantined, with the reason) and the recorder keeps counting instead of crashing.
+state measured before it and the command sent right after it, then hands the finished record to
+the writer backend. Handing over never blocks: when `queue_frames` frames are waiting, the new
+frame is dropped and counted. Consumer side (backends.py): a writer process (default) or thread
+named "recorder-writer" does all disk work (zarr chunks, video, journal, manifest). A disk error or
+a nearly full disk stops the current episode (quarantined, with the reason) and the recorder keeps
+counting instead of crashing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime.clock import Clock
+from runtime.recording.backends import ProcessBackend, ThreadBackend
 from runtime.recording.config import RecordingConfig
-from runtime.recording.episode_writer import EpisodeWriter, FrameRecord, RecordingError
-from runtime.recording.layout import LOCK_FILE, episode_name
-from runtime.recording.store import next_episode_index, recover_directory
+from runtime.recording.episode_writer import FrameRecord
+from runtime.recording.writer_core import WRITER_COUNTERS
 from runtime.telemetry.joint import joint_sample
 
 log = logging.getLogger(__name__)
@@ -41,19 +41,19 @@ END_EVENTS = frozenset({"episode_end", "episode_ended", "episode ended", "end", 
 def _event_kind(event: dict) -> str:
     kind = str(event.get("event") or event.get("type") or "").strip().lower()
     return "episode_end" if kind.startswith("ended ") else kind
-MAX_CONTROL_ITEMS = 256  # episode begin/end/events queued beyond the frame bound
 WRITER_JOIN_TIMEOUT_S = 10.0
 
 
 class EpisodeRecorder:
-    """Record episodes under cfg.dir. `start()` takes the directory lock, quarantines episodes cut
-    by an earlier crash and starts the writer thread; `stop()` finishes the open episode, drains
-    the queue and joins the writer (timeout WRITER_JOIN_TIMEOUT_S, warns if still alive).
+    """Record episodes under cfg.dir. `start()` starts the writer (process or thread, cfg.writer),
+    which takes the directory lock and quarantines episodes cut by an earlier crash; it blocks
+    until that is done (about a second for the process). `stop()` finishes the open episode,
+    drains and joins the writer (timeout WRITER_JOIN_TIMEOUT_S, warns if still alive).
 
     Observer methods (on_joint_state, on_command, on_frames, on_episode_event) never block on disk
-    and never raise on bad input (bad samples are counted). `chunk_hook(chunk_index)` runs on the
-    writer thread before each chunk write: a seam for tests and benchmarks to inject a slow or
-    failing disk.
+    and never raise on bad input (bad samples are counted). `chunk_hook(chunk_index)` runs in the
+    writer before each chunk write: a seam for tests and benchmarks to inject a slow or failing
+    disk (it must be picklable for the process writer: a module-level function or a partial).
     """
 
     def __init__(self, cfg: RecordingConfig | str | os.PathLike, clock: Clock | None = None,
@@ -64,26 +64,18 @@ class EpisodeRecorder:
         self.cfg = cfg
         self.root = Path(cfg.dir)
         self.clock = clock or Clock()
-        self.chunk_hook = chunk_hook
-        self._cv = threading.Condition()
-        self._items: deque = deque()
-        self._frames_queued = 0
+        backend_cls = ProcessBackend if cfg.writer == "process" else ThreadBackend
+        self._backend = backend_cls(self.root, cfg, chunk_hook)
         self._pair_lock = threading.Lock()
         self._pending: deque[tuple] = deque()
         self._latest_state: np.ndarray | None = None
         self._recording = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock_fd: int | None = None
-        self._writer: EpisodeWriter | None = None
-        self.state = "idle"
+        self._started = False
         self.quarantined_on_start: list[str] = []
-        self.finished: list[Path] = []
-        self.counters = {
-            "frames_offered": 0, "frames_queued": 0, "frames_written": 0, "dropped_queue_full": 0,
-            "dropped_no_state": 0, "dropped_no_wrist": 0, "dropped_no_action": 0, "dropped_not_recording": 0, "dropped_bad_frame": 0,
-            "dropped_after_error": 0, "frames_lost": 0, "dropped_events": 0, "bad_joint_samples": 0, "episodes_finished": 0,
-            "episodes_quarantined": 0, "write_errors": 0,
+        self._producer = {
+            "frames_offered": 0, "frames_queued": 0, "dropped_queue_full": 0, "dropped_no_state": 0,
+            "dropped_no_wrist": 0, "dropped_no_action": 0, "dropped_not_recording": 0,
+            "dropped_bad_frame": 0, "dropped_events": 0, "dropped_writer_dead": 0, "bad_joint_samples": 0,
         }
         lim = cfg.arm_joint_limits
         self._arm_lo = None if lim is None else np.asarray(lim["lower"], dtype=np.float64)
@@ -91,43 +83,57 @@ class EpisodeRecorder:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> EpisodeRecorder:
-        """Lock the directory, quarantine crash leftovers, start the writer thread (fast)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise RecordingError(f"another recorder is writing to {self.root} (lock {LOCK_FILE} is held)") from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-        self.quarantined_on_start = recover_directory(self.root, self.cfg.fsync)
-        self._thread = threading.Thread(target=self._writer_loop, name="recorder-writer", daemon=True)
-        self._thread.start()
+        """Start the writer; it locks the directory and quarantines crash leftovers (no checksums)."""
+        self.quarantined_on_start = self._backend.start()
+        self._started = True
         return self
 
     def stop(self, timeout_s: float = WRITER_JOIN_TIMEOUT_S) -> None:
-        """Finish the open episode (outcome 'recorder_stopped'), drain, join the writer thread."""
+        """Finish the open episode (outcome 'recorder_stopped'), drain, join the writer."""
+        if not self._started:
+            return
         if self._recording:
             self.end_episode("recorder_stopped")
-        self._stop.set()
-        with self._cv:
-            self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.warning("recorder-writer still alive after %.1f s (slow disk?); %d items unwritten",
-                            timeout_s, len(self._items))
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._backend.stop(timeout_s)
+        self._started = False
 
     def __enter__(self) -> EpisodeRecorder:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def counters(self) -> dict:
+        """Producer counters (this process) merged with the writer's (frames_written, episodes_*...)."""
+        writer, _, _, _ = self._backend.writer_status()
+        out = {**dict.fromkeys(WRITER_COUNTERS, 0), **self._producer}
+        for key, value in writer.items():
+            out[key] = out.get(key, 0) + value
+        return out
+
+    @property
+    def state(self) -> str:
+        return self._backend.writer_status()[1]
+
+    @property
+    def finished(self) -> list[Path]:
+        return [Path(p) for p in self._backend.writer_status()[3]]
+
+    def queue_depth(self) -> int:
+        """Frames handed to the writer and not yet taken by it."""
+        return self._backend.depth()
+
+    def idle(self) -> bool:
+        """True when nothing is queued and no episode is open in the writer."""
+        return not self._backend.busy() and not self._recording and not self.state.startswith("recording")
+
+    def status(self) -> dict:
+        """A snapshot for the runtime's status report (cheap; any thread)."""
+        _, state, episode, _ = self._backend.writer_status()
+        return {"state": state, "dir": str(self.root), "episode": episode, "writer": self.cfg.writer,
+                "queue_frames": self.queue_depth(), **self.counters}
 
     # ------------------------------------------------------------------ episode control
     def begin_episode(self, prompt: str | None = None, **info) -> None:
@@ -145,7 +151,7 @@ class EpisodeRecorder:
             if not self._recording:
                 return
             self._recording = False
-            self.counters["dropped_no_action"] += len(self._pending)
+            self._producer["dropped_no_action"] += len(self._pending)
             self._pending.clear()
         self._put("end", {"outcome": outcome, **info})
 
@@ -176,24 +182,25 @@ class EpisodeRecorder:
 
     def on_frames(self, head, wrist, mask, t: float) -> None:
         """A camera step (head BGR HxWx3, wrist BGR, mask HxW {0,1} or None) captured at t.
-        The arrays are kept by reference: the caller must not modify them afterwards."""
-        self.counters["frames_offered"] += 1
+        The thread writer keeps the arrays by reference (the caller must not modify them); the
+        process writer copies them into shared memory when the command for them arrives."""
+        self._producer["frames_offered"] += 1
         with self._pair_lock:
             if not self._recording:
-                self.counters["dropped_not_recording"] += 1
+                self._producer["dropped_not_recording"] += 1
                 return
             if self._latest_state is None:
-                self.counters["dropped_no_state"] += 1
+                self._producer["dropped_no_state"] += 1
                 return
             if wrist is None:  # right_cam_img is part of every training sample
-                self.counters["dropped_no_wrist"] += 1
+                self._producer["dropped_no_wrist"] += 1
                 return
             if mask is None:
                 mask = np.zeros(np.shape(head)[:2], dtype=np.uint8)
             self._pending.append((float(t), head, wrist, mask, self._latest_state))
             while len(self._pending) > self.cfg.max_pending_frames:
                 self._pending.popleft()
-                self.counters["dropped_no_action"] += 1
+                self._producer["dropped_no_action"] += 1
 
     def on_command(self, sent_positions, t: float | None = None) -> None:
         """The command actually sent at t: it becomes the action of every frame captured before t."""
@@ -216,109 +223,27 @@ class EpisodeRecorder:
         try:
             pos = joint_sample(obj).position
         except (ValueError, TypeError) as exc:
-            self.counters["bad_joint_samples"] += 1
+            self._producer["bad_joint_samples"] += 1
             log.debug("recorder: bad %s sample: %s", what, exc)
             return None
         if pos.size != self.cfg.state_dim or not np.all(np.isfinite(pos)):
-            self.counters["bad_joint_samples"] += 1
+            self._producer["bad_joint_samples"] += 1
             return None
         if self._arm_lo is not None:
             pos = pos.copy()
             pos[:7] = 2.0 * (pos[:7] - self._arm_lo) / (self._arm_hi - self._arm_lo) - 1.0
         return pos.astype(np.float32)
 
-    # ------------------------------------------------------------------ queue
     def _put(self, kind: str, item) -> bool:
-        """Append to the writer queue; never waits for the writer. False = dropped (counted)."""
-        with self._cv:
+        """Hand to the writer; never waits for it. False = dropped (counted by reason)."""
+        if not self._started:
             if kind == "frame":
-                if self._frames_queued >= self.cfg.queue_frames:
-                    self.counters["dropped_queue_full"] += 1
-                    return False
-                self._frames_queued += 1
-                self.counters["frames_queued"] += 1
-            elif len(self._items) - self._frames_queued >= MAX_CONTROL_ITEMS and kind == "event":
-                self.counters["dropped_events"] += 1
-                return False
-            self._items.append((kind, item))
-            self._cv.notify()
-        return True
-
-    def queue_depth(self) -> int:
-        with self._cv:
-            return self._frames_queued
-
-    def status(self) -> dict:
-        """A snapshot for the runtime's status report (cheap; any thread)."""
-        return {"state": self.state, "dir": str(self.root), "episode": self._writer.name if self._writer else None,
-                "queue_frames": self.queue_depth(), **self.counters}
-
-    # ------------------------------------------------------------------ writer thread
-    def _writer_loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._items and not self._stop.is_set():
-                    self._cv.wait(0.5)
-                if not self._items:
-                    break  # stopped and drained
-                kind, item = self._items.popleft()
-                if kind == "frame":
-                    self._frames_queued -= 1
-            try:
-                self._handle(kind, item)
-            except Exception as exc:  # OSError (disk), RecordingError, or a bug: stop this episode, loudly
-                self._fail(exc)
-        if self._writer is not None:  # stopped without an end (should not happen: stop() ends it)
-            self._fail(RecordingError("recorder stopped before the episode ended"))
-
-    def _handle(self, kind: str, item) -> None:
-        if kind == "begin":
-            if self._writer is not None:
-                self._finish("superseded")
-            name = episode_name(next_episode_index(self.root))
-            self._writer = EpisodeWriter(self.root, name, self.cfg, item, self.chunk_hook)
-            self.state = f"recording {name}"
-            log.info("recording: %s started (prompt %r)", name, item.get("prompt"))
-        elif self._writer is None:
+                self._producer["dropped_not_recording"] += 1
+            return False
+        reason = self._backend.put(kind, item)
+        if reason is None:
             if kind == "frame":
-                self.counters["dropped_after_error"] += 1
-        elif kind == "frame":
-            self.counters["frames_written"] += 1  # handed to the episode (buffered or on disk)
-            if not self._writer.add_frame(item):
-                self.counters["frames_written"] -= 1
-                self.counters["dropped_bad_frame"] += 1
-        elif kind == "event":
-            self._writer.add_event(item)
-        elif kind == "end":
-            self._finish(item.get("outcome", "completed"))
-
-    def _finish(self, outcome: str) -> None:
-        writer, self._writer = self._writer, None
-        try:
-            if writer.frames + len(writer._buf) == 0:
-                writer.abort(f"episode ended ({outcome}) with no recorded frames")
-                self.counters["episodes_quarantined"] += 1
-                self.state = "idle"
-                return
-            path = writer.finish(outcome)
-        except Exception:
-            self._writer = writer
-            raise
-        self.finished.append(path)
-        self.counters["episodes_finished"] += 1
-        self.state = "idle"
-        log.info("recording: %s finished (%s, %d frames)", writer.name, outcome, writer.frames)
-
-    def _fail(self, exc: Exception) -> None:
-        self.counters["write_errors"] += 1
-        writer, self._writer = self._writer, None
-        reason = f"{type(exc).__name__}: {exc}"
-        self.state = f"stopped: {reason}"
-        log.error("recording stopped: %s", reason)
-        if writer is not None:
-            self.counters["frames_lost"] += len(writer._buf)  # buffered, not journaled: not salvageable
-            try:
-                writer.abort(reason)
-                self.counters["episodes_quarantined"] += 1
-            except OSError as exc2:  # e.g. the disk is gone: leave it, the next start quarantines it
-                log.error("recording: could not quarantine %s: %s", writer.name, exc2)
+                self._producer["frames_queued"] += 1
+            return True
+        self._producer[f"dropped_{reason}"] += 1
+        return False

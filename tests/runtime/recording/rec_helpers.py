@@ -42,3 +42,31 @@ def expected(n: int, episode: int = 0) -> dict:
         "action": np.stack([action(i, episode) for i in range(n)]).astype(np.float32),
         "timestamp": np.array([episode * 1000.0 + i * 0.05 for i in range(n)]),
     }
+
+
+# ---- chunk hooks for the writer *process* (importable by "rec_helpers:name"; gates are files) ----
+GATE_ENV = "DEXGRASP_TEST_GATE_DIR"
+
+
+def hold_first_chunk(chunk_index: int) -> None:
+    """Park the writer inside chunk 0 until the test creates GATE/release (signals GATE/entered)."""
+    import os
+    import time
+    from pathlib import Path
+
+    if chunk_index != 0:
+        return
+    gate = Path(os.environ[GATE_ENV])
+    (gate / "entered").touch()
+    deadline = time.monotonic() + 60
+    while not (gate / "release").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never released the held disk")
+        time.sleep(0.01)
+
+
+def disk_full_at_second_chunk(chunk_index: int) -> None:
+    import errno
+
+    if chunk_index == 1:
+        raise OSError(errno.ENOSPC, "No space left on device")

@@ -1,18 +1,22 @@
 """A slow or full disk never blocks the producer (the runtime's observer thread).
 
-No wall-clock asserts: the writer is held inside an injected slow chunk write (an Event), and the
-test shows the producer finished every put while the writer was still held there."""
+No wall-clock asserts: the writer is held inside an injected slow chunk write (an Event for the
+writer thread, a gate file for the writer process), and the test shows the producer finished
+every put while the writer was still held there."""
 
 import errno
 import json
+import os
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("zarr", reason="the record extra (zarr) is not installed")
 
-from rec_helpers import feed_frames  # noqa: E402
+from rec_helpers import GATE_ENV, feed_frames  # noqa: E402
 
 from runtime.recording import (  # noqa: E402
     EpisodeRecorder,
@@ -42,7 +46,8 @@ class HeldDisk:
 
 def test_slow_disk_never_blocks_put_and_drops_are_counted(tmp_path):
     disk = HeldDisk(hold_at=0)
-    cfg = RecordingConfig(dir=str(tmp_path), chunk_frames=4, queue_frames=8, min_free_mb=0, video=False)
+    cfg = RecordingConfig(dir=str(tmp_path), chunk_frames=4, queue_frames=8, min_free_mb=0, video=False,
+                          writer="thread")
     rec = EpisodeRecorder(cfg, chunk_hook=disk).start()
     rec.begin_episode("slow disk")
     feed_frames(rec, 0, 4)  # the writer takes these and parks inside the first chunk write
@@ -73,8 +78,8 @@ def test_disk_full_stops_the_episode_with_a_reason_and_keeps_counting(tmp_path):
         if chunk_index == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=4, min_free_mb=0, video=False),
-                          chunk_hook=full_disk).start()
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=4, min_free_mb=0, video=False,
+                                          writer="thread"), chunk_hook=full_disk).start()
     rec.begin_episode("fills the disk")
     feed_frames(rec, 0, 20)  # never raises in the producer
     rec.end_episode("success")
@@ -108,8 +113,8 @@ def test_recorder_keeps_working_after_a_failed_episode(tmp_path):
             fail_once["armed"] = False
             raise OSError(errno.EIO, "I/O error")
 
-    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=2, min_free_mb=0, video=False),
-                          chunk_hook=flaky).start()
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=2, min_free_mb=0, video=False,
+                                          writer="thread"), chunk_hook=flaky).start()
     rec.begin_episode("first")
     feed_frames(rec, 0, 4)
     rec.end_episode("success")
@@ -121,3 +126,64 @@ def test_recorder_keeps_working_after_a_failed_episode(tmp_path):
     assert [p.name for p in list_episodes(tmp_path)] == ["episode_000002"]
     assert load_episode(list_episodes(tmp_path)[0]).frames == 4
     assert rec.state == "idle"
+
+
+@pytest.fixture()
+def writer_process_env(tmp_path, monkeypatch):
+    """The writer process imports rec_helpers' hooks and finds its gate directory from the env."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(GATE_ENV, str(gate))
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
+    return gate
+
+
+def _wait_file(path: Path, timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path.exists()
+
+
+def test_writer_process_stuck_on_disk_never_blocks_put(tmp_path, writer_process_env):
+    gate = writer_process_env
+    cfg = RecordingConfig(dir=str(tmp_path / "rec"), chunk_frames=4, queue_frames=8, min_free_mb=0, video=False)
+    rec = EpisodeRecorder(cfg, chunk_hook="rec_helpers:hold_first_chunk").start()
+    try:
+        rec.begin_episode("slow disk, writer process")
+        feed_frames(rec, 0, 4)
+        assert _wait_file(gate / "entered"), "the writer process never reached the first chunk write"
+        produced = threading.Event()
+
+        def producer():
+            feed_frames(rec, 4, 104)
+            produced.set()
+
+        threading.Thread(target=producer, name="test-producer").start()
+        assert produced.wait(WAIT_S), "put() waited for the writer process"
+        assert not (gate / "release").exists()
+        c = rec.counters
+        # the 4 frames of the held chunk left their slots; 8 more fill every slot; the rest is dropped
+        assert c["frames_queued"] == 4 + cfg.queue_frames
+        assert c["dropped_queue_full"] == 100 - cfg.queue_frames
+        (gate / "release").touch()
+        rec.end_episode("success")
+    finally:
+        (gate / "release").touch()
+        rec.stop()
+    ep = load_episode(list_episodes(tmp_path / "rec")[0])
+    assert ep.frames == 4 + cfg.queue_frames == rec.counters["frames_written"]
+
+
+def test_writer_process_disk_full_is_reported_back(tmp_path, writer_process_env):
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path / "rec"), chunk_frames=4, min_free_mb=0, video=False),
+                          chunk_hook="rec_helpers:disk_full_at_second_chunk").start()
+    rec.begin_episode("fills the disk")
+    feed_frames(rec, 0, 20)
+    rec.end_episode("success")
+    rec.stop()
+    c = rec.counters
+    assert c["write_errors"] == 1 and c["episodes_quarantined"] == 1 and c["frames_lost"] == 4
+    assert "No space left on device" in rec.state
+    assert list_episodes(tmp_path / "rec") == [] and len(list_quarantined(tmp_path / "rec")) == 1
