@@ -181,6 +181,8 @@ def _ask(args) -> int:
         call = client.submit(args.task, images, episode_id="cli", timeout_s=args.timeout_s, **text)
         reply = call.wait(args.timeout_s + 1.0)
         state = client.state.value
+        if client.link_error:
+            state += f": {client.link_error}"
     if reply is None or not reply.ok:
         code = reply.error_code if reply else "timeout"
         message = reply.error_message if reply else "no answer"

@@ -97,6 +97,7 @@ class PlannerClient:
         self.box_limits = dict(box_limits or {})
         self.server_info: dict = {}
         self.last_server_error = ""
+        self.link_error = ""  # why the link is down, when ZeroMQ says (CURVE refusals)
         self.rtt = LatencyStats(10_000)
         self.counters = {"submitted": 0, "ok": 0, "failed": 0, "timeouts": 0, "discarded_late": 0,
                          "discarded_stale": 0, "reconnects": 0, "bad_frames": 0}
@@ -173,7 +174,7 @@ class PlannerClient:
             counters = dict(self.counters)
             pending = len(self._pending)
         return {"state": self.state.value, "endpoint": self.endpoint, "server": self.server_info,
-                "last_server_error": self.last_server_error,
+                "last_server_error": self.last_server_error, "link_error": self.link_error,
                 "last_heard_age_s": last, "pending": pending, "rtt_ms": self.rtt.summary_ms(), **counters}
 
     def submit(self, task: str, images: dict[str, np.ndarray], *, episode_id: str, timeout_s: float,
@@ -230,8 +231,10 @@ class PlannerClient:
         ctx = zmq.Context()
         self._t_started = self.clock.now()
         sock = self._new_socket(ctx)
+        monitor = self._monitor(sock)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         poller.register(self._wakeup.fileno(), zmq.POLLIN)
         last_hello = last_ping = -1e18
         hello_sent = False
@@ -253,6 +256,8 @@ class PlannerClient:
                     self._wakeup.drain()
                 if sock in events:
                     self._receive_all(sock)
+                if monitor in events:
+                    self._on_monitor(monitor)
                 self._process_inbox(sock)
                 now = self.clock.now()
                 # Until the handshake: re-send hello every heartbeat, or within 20 ms while the
@@ -271,9 +276,12 @@ class PlannerClient:
                     log.warning("planner server %s silent for %.1f s: recreating the socket", self.endpoint,
                                 now - heard)
                     poller.unregister(sock)
-                    sock.close(0)
+                    poller.unregister(monitor)
+                    self._close(sock, monitor)
                     sock = self._new_socket(ctx)
+                    monitor = self._monitor(sock)
                     poller.register(sock, zmq.POLLIN)
+                    poller.register(monitor, zmq.POLLIN)
                     with self._lock:
                         self._handshaken = False
                         self._ever_connected = True
@@ -285,9 +293,54 @@ class PlannerClient:
                     hello_sent = False
                     t_link = now
         finally:
-            sock.close(0)
+            self._close(sock, monitor)
             ctx.term()
             self._wakeup.close()
+
+    def _monitor(self, sock):
+        """A PAIR socket receiving this socket's connection events (handshake failures explain why a
+        link stays down: a refused CURVE key vs. a wrong server key vs. nothing listening)."""
+        import zmq
+
+        events = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                  | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                  | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        return sock.get_monitor_socket(events)
+
+    @staticmethod
+    def _close(sock, monitor) -> None:
+        import zmq
+
+        try:
+            sock.disable_monitor()
+        except zmq.ZMQError:
+            pass  # already gone: closing below is all that matters
+        monitor.close(0)
+        sock.close(0)
+
+    def _on_monitor(self, monitor) -> None:
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        for _ in range(64):
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:
+                log.warning("planner client monitor failed: %s", exc)
+                return
+            kind, value = event["event"], event["value"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.link_error = ""
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.link_error = (f"the server refused this client's CURVE key (ZAP status {value}): "
+                                   "put this client's public key in the server's allowed-clients directory")
+            elif kind in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+                self.link_error = ("ZeroMQ security handshake failed: "
+                                   + ("is the pinned server public key the server's, and does the server use "
+                                      "CURVE?" if self.curve is not None else
+                                      "the server probably requires CURVE (pass the client and server keys)"))
 
     def _poll_timeout_ms(self, now: float, last_beat: float, period_s: float) -> int:
         wake_at = last_beat + period_s
