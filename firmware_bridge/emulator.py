@@ -3,7 +3,7 @@
 `ensure_emulator_binary()` finds the binary: $DEXGRASP_FW_EMULATOR if set, else a CMake build of
 firmware/ cached under ~/.cache/dexgrasp/fw-<hash of the C sources>/ (built once, on first use).
 `EmulatorProcess` starts it, reads the pty path from its first stdout line and stops it on exit;
-the emulator also exits on its own when this process dies (PR_SET_PDEATHSIG and stdin EOF).
+the emulator also exits on its own when this process dies (parent-pid watch and stdin EOF).
 
 Example::
 

@@ -11,7 +11,8 @@
  *       [--initial-positions V1,...,V13]
  *
  * Signals: SIGTERM / SIGINT exit cleanly; SIGUSR1 simulates a firmware reset (new session id,
- * disarmed, handshake required). With PR_SET_PDEATHSIG the emulator also exits when its parent dies.
+ * disarmed, handshake required). It also exits when its parent process dies (getppid() changes)
+ * and, with --exit-on-stdin-eof, when its stdin closes, so tests never leave orphans.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -173,6 +173,7 @@ int main(int argc, char **argv)
     char slave_path[256];
     int slave_fd = -1;
     float pos[DGB_NUM_JOINTS], vel[DGB_NUM_JOINTS], eff[DGB_NUM_JOINTS];
+    double pos_true[DGB_NUM_JOINTS];
     uint64_t t_start, next_tick, next_state, last_tick;
     const pid_t parent = getppid();
     struct sigaction sa;
@@ -190,10 +191,9 @@ int main(int argc, char **argv)
     sa.sa_handler = on_reboot;
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) {
-        return 0; /* parent died before prctl took effect */
-    }
+    /* Parent death is detected by polling getppid() every servo tick (below), not with
+     * PR_SET_PDEATHSIG: that fires when the parent THREAD exits, which would kill an emulator
+     * started from a short-lived worker thread of a still-running host. */
 
     memset(&io, 0, sizeof io);
     io.master_fd = open_pty(slave_path, sizeof slave_path, &slave_fd);
@@ -216,6 +216,7 @@ int main(int argc, char **argv)
     for (i = 0; i < DGB_NUM_JOINTS; ++i) {
         float v = opt.has_initial ? opt.initial[i] : 0.5f * (opt.cfg.lower[i] + opt.cfg.upper[i]);
         pos[i] = v < opt.cfg.lower[i] ? opt.cfg.lower[i] : (v > opt.cfg.upper[i] ? opt.cfg.upper[i] : v);
+        pos_true[i] = pos[i];
         vel[i] = 0.0f;
         eff[i] = 0.0f;
     }
@@ -310,14 +311,16 @@ int main(int argc, char **argv)
                 /* Plant: first-order lag behind the setpoint, integrated in <= 1 ms sub-steps along
                  * the setpoint's ramp, so a late tick never makes the joint faster than the ramp. */
                 for (i = 0; i < DGB_NUM_JOINTS; ++i) {
-                    float before = pos[i];
-                    double p = pos[i];
+                    double p = pos_true[i];
                     for (sub = 1; sub <= n_sub; ++sub) {
                         double sp = sp_before[i] + (dev.setpoint[i] - sp_before[i]) * (double)sub / (double)n_sub;
                         p += alpha * (sp - p);
                     }
-                    pos[i] = (float)(p + opt.noise * rng_normal());
-                    vel[i] = dt > 0.0f ? (pos[i] - before) / dt : 0.0f;
+                    pos_true[i] = p;
+                    /* the lag's own derivative (a finite difference over an irregular dt would turn
+                     * the sensor noise into velocity spikes) */
+                    vel[i] = (float)(((double)dev.setpoint[i] - p) / tau_s);
+                    pos[i] = (float)(p + opt.noise * rng_normal()); /* measured = true + sensor noise */
                     eff[i] = 20.0f * (dev.setpoint[i] - pos[i]);
                 }
                 if (state_period > 0u && t >= next_state) {
