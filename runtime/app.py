@@ -127,6 +127,28 @@ class App:
         self.loop.submit("enable")
         return {"ok": True, "reason": f"target box {np.round(box_xyxy, 1).tolist()}; policy enabled"}
 
+    def go_home(self, place: bool = False, on_done=None, timeout_s: float = 60.0) -> bool:
+        """Drive the arm to robot.home_positions (policy disabled) and call `on_done()` when there
+        (or after `timeout_s`), from a short-lived thread. Never blocks. `place` is accepted for the
+        episode interface; the sim hand simply opens on the way home."""
+        before = sum(1 for _, e in list(self.loop.events) if e == "home reached")
+        ok = self.loop.submit("home", target=list(self.cfg.robot.home_positions))
+
+        def wait() -> None:
+            end = self.clock.now() + timeout_s
+            while self.clock.now() < end and not self._stopped.is_set():
+                if sum(1 for _, e in list(self.loop.events) if e == "home reached") > before:
+                    break
+                self._stopped.wait(0.05)
+            else:
+                if not self._stopped.is_set():
+                    self._error(f"go_home: not home within {timeout_s:.0f} s")
+            if on_done is not None:
+                on_done()
+
+        threading.Thread(target=wait, name="homing-wait", daemon=True).start()
+        return ok
+
     def publish_event(self, event: dict) -> None:
         event.setdefault("t", self.clock.now() - (self._t_start if math.isfinite(self._t_start) else 0.0))
         self.dispatcher.publish("episode_event", event)
@@ -256,8 +278,10 @@ class App:
         if self.episode is not None and hasattr(self.episode, "start_threads"):
             self.episode.start_threads()
         if rt.worker_sched_fifo_priority is not None or rt.policy_nice is not None:
-            self.setup["worker_threads"] = apply_worker_priorities(
-                threading.enumerate(), rt.worker_sched_fifo_priority, rt.policy_nice)
+            # With the loop in its own process no thread here can hold its GIL: the priorities
+            # are applied there (bridge I/O), and capture/tracking here stay ordinary threads.
+            fifo = None if self.cfg.control.process == "separate" else rt.worker_sched_fifo_priority
+            self.setup["worker_threads"] = apply_worker_priorities(threading.enumerate(), fifo, rt.policy_nice)
         if self.cfg.planner.autostart or self.cfg.tracker.manual_box_xyxy is not None:
             threading.Thread(target=self._autostart, name="autostart", daemon=True).start()
 

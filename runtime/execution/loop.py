@@ -98,6 +98,7 @@ class ControlLoop:
         self._chunk_seq = 0
         self._need_resync = True
         self._stopped = False  # protective stop latched until "clear"
+        self._homing = False  # executing a homing motion (no policy, no camera needed)
         self.hold_reason: str | None = "starting"
         self.hold_cycles: Counter = Counter()
         self.events: deque = deque(maxlen=200)
@@ -205,7 +206,14 @@ class ControlLoop:
         target, reason = None, None
         enabled = self.policy_enabled.is_set()
         perception_age = self.perception_age_s(now)
-        if not enabled:
+        if self._homing:
+            target = self.executor.setpoint(now)
+            if target is None:
+                self._homing = False
+                self._event("home reached")
+            reason = "homing" if target is not None else "policy_disabled"
+            enabled = False
+        elif not enabled:
             reason = "policy_disabled"
         elif perception_age > self.max_perception_age_s:
             reason = "perception_stale"
@@ -291,6 +299,7 @@ class ControlLoop:
             if command == "stop":
                 self._try(self.bridge.protective_stop, "protective_stop")
                 self._stopped = True
+                self._homing = False
                 self.policy_enabled.clear()
                 self.executor.clear()
                 self._event("protective stop (commanded)")
@@ -301,7 +310,10 @@ class ControlLoop:
                     self._need_resync = True
                     self.hold_reason = "starting"  # clearing a stop re-arms from the measured position
                     self._event("protective stop cleared")
+            elif command == "home":
+                self._start_homing(np.asarray(kwargs.get("target"), dtype=np.float64), now)
             elif command == "enable":
+                self._homing = False
                 self.policy_enabled.set()
             elif command == "disable":
                 self.policy_enabled.clear()
@@ -309,6 +321,35 @@ class ControlLoop:
                 self.requests.cancel()
             else:
                 self._note_error(f"unknown loop command {command!r}")
+
+    def _start_homing(self, target: np.ndarray, now: float) -> None:
+        """Move to `target` on a straight joint-space line (cosine time profile, at most half the
+        velocity limit; the safety filter still shapes it); the policy is disabled. Ends with the
+        event "home reached"."""
+        if self._stopped or not self.safety.ready or target.shape != (self.safety.limits.n,) \
+                or not np.all(np.isfinite(target)):
+            self._note_error(f"home ignored (stopped, not synchronised or bad target {target!r})")
+            return
+        from runtime.execution.chunk import TimedChunk
+
+        start = self.safety.position
+        lim = self.safety.limits
+        target = np.clip(target, lim.lower, lim.upper)
+        # cosine profile: starts and ends at rest, peak speed (pi/2) * distance / duration
+        duration_s = float(np.max(np.pi / 2 * np.abs(target - start) / (0.5 * lim.max_velocity)))
+        dt = self.executor.action_dt_s
+        n = max(2, int(np.ceil(duration_s / dt)) + 1)
+        u = 0.5 - 0.5 * np.cos(np.pi * np.linspace(0.0, 1.0, n))[:, None]
+        # No observation behind a homing motion: stamp it with its end so the age limit (meant for
+        # policy actions) never cuts it short.
+        chunk = TimedChunk(start + u * (target - start), t_obs=now + (n - 1) * dt, t_start=now, dt_s=dt,
+                           seq=-1, t_ready=now)
+        self.policy_enabled.clear()
+        self.requests.cancel()
+        self.executor.clear()
+        self.executor.blender.add(chunk, now)
+        self._homing = True
+        self._event(f"homing ({duration_s:.1f} s)")
 
     def _try(self, fn: Callable[[], Any], what: str) -> bool:
         try:

@@ -141,7 +141,7 @@ class ControlLoopProcess:
         return self._proc is not None and self._proc.is_alive()
 
     def submit(self, command: str, **kwargs) -> bool:
-        return self._send(("cmd", command))
+        return self._send(("cmd", command, kwargs))
 
     def progress(self) -> dict:
         return {**self._progress, "hold_reason": self.hold_reason}
@@ -233,6 +233,7 @@ class _ForwardingRequests(ChunkRequests):
 def child_main(cfg_dict: dict, conn) -> None:
     """Entry point of the control process: bridge + ControlLoop; exits when told or orphaned."""
     import gc
+    import queue
 
     from runtime.config import config_from_dict
     from runtime.config.components import make_bridge
@@ -247,14 +248,34 @@ def child_main(cfg_dict: dict, conn) -> None:
     )
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s control-process %(name)s: %(message)s")
-    send_lock = threading.Lock()
+    # The loop must never block on the parent (a busy parent stops draining the pipe, the pipe
+    # buffer fills, conn.send blocks): messages go through a bounded queue to a sender thread;
+    # when it is full, telemetry (states, commands) is dropped and counted, never the loop's time.
+    outbox: queue.Queue = queue.Queue(maxsize=2048)
+    dropped = [0]
+    link_alive = threading.Event()
+    link_alive.set()
 
     def send(msg) -> None:
         try:
-            with send_lock:
+            outbox.put_nowait(msg)
+        except queue.Full:
+            dropped[0] += 1
+
+    def sender() -> None:
+        while link_alive.is_set() or not outbox.empty():
+            try:
+                msg = outbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
                 conn.send(msg)
-        except (OSError, EOFError, ValueError):
-            pass  # parent gone: the stop path below handles it
+            except (OSError, EOFError, ValueError):
+                link_alive.clear()  # parent gone: the stop path below handles it
+                return
+
+    sender_thread = threading.Thread(target=sender, name="loop-link-tx", daemon=True)
+    sender_thread.start()
 
     cfg = config_from_dict(cfg_dict, "control process")
     clock = Clock()
@@ -312,7 +333,7 @@ def child_main(cfg_dict: dict, conn) -> None:
         # this main thread unpickles the parent's messages: it holds the GIL in short bursts too
         threading.current_thread().name = "control-process-main"
         setup["worker_threads"] = apply_worker_priorities(threading.enumerate(), rt.worker_sched_fifo_priority, None,
-                                                          extra_prefixes=("control-process-main",))
+                                                          extra_prefixes=("control-process-main", "loop-link"))
     send(("ready", setup))  # first message: the parent reads it before any state
     loop.start()
     t_stats = clock.now()
@@ -328,7 +349,7 @@ def child_main(cfg_dict: dict, conn) -> None:
                 elif kind == "frame":
                     perception_t[0] = msg[1]
                 elif kind == "cmd":
-                    loop.submit(msg[1])
+                    loop.submit(msg[1], **msg[2])
                 elif kind == "stop":
                     stop.set()
         except (EOFError, OSError):
@@ -346,5 +367,8 @@ def child_main(cfg_dict: dict, conn) -> None:
     for e in handle.close():
         report["errors"].append(e)
     switch.__exit__(None, None, None)
+    report["telemetry_dropped_in_control_process"] = dropped[0]
     send(("report", report))
+    link_alive.clear()
+    sender_thread.join(5.0)
     conn.close()

@@ -192,3 +192,19 @@ def test_auto_mode_moves_the_robot_when_inference_outlasts_the_chunk(loop_sim):
     sim2.run(20.0)
     assert sim2.loop.executor.counters.chunks_accepted == 0
     np.testing.assert_allclose(sim2.commands()[-1], np.zeros(13))
+
+
+def test_homing_moves_to_target_within_limits_then_reports(loop_sim):
+    sim = loop_sim(latency_s=0.3)
+    sim.loop.submit("enable")
+    sim.run(2.0)
+    assert np.abs(sim.commands()[-1]).max() > 0.1
+    sim.loop.submit("home", target=[0.0] * 13)
+    sim.run(0.5)
+    assert sim.loop.hold_reason == "homing"
+    assert not sim.loop.policy_enabled.is_set()
+    sim.run(6.0)
+    np.testing.assert_allclose(sim.commands()[-1], np.zeros(13), atol=1e-4)
+    assert sim.loop.hold_reason == "policy_disabled"
+    assert [e for _, e in sim.loop.events].count("home reached") == 1
+    check_within_limits(sim, sim.commands())
