@@ -70,29 +70,49 @@ def bench_producer(root: pathlib.Path, n: int, hz: float) -> dict:
             "dropped_queue_full": rec.counters["dropped_queue_full"], "frames_written": rec.counters["frames_written"]}
 
 
+GATE_ENV = "DEXGRASP_BENCH_GATE_DIR"
+
+
+def hold_first_chunk(chunk_index: int) -> None:
+    """Chunk hook run inside the writer process: park in chunk 0 until GATE/release exists."""
+    import os
+
+    if chunk_index != 0:
+        return
+    gate = pathlib.Path(os.environ[GATE_ENV])
+    (gate / "entered").touch()
+    deadline = time.monotonic() + 120
+    while not (gate / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def bench_stuck_disk(root: pathlib.Path, n: int) -> dict:
+    """Producer step cost while the writer process is parked inside a chunk write."""
+    import os
+
     from runtime.recording import EpisodeRecorder, RecordingConfig
 
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(chunk_index):
-        if chunk_index == 0:
-            entered.set()
-            release.wait(120)
-
-    cfg = RecordingConfig(dir=str(root), min_free_mb=0, video=False, chunk_frames=4, queue_frames=16)
-    rec = EpisodeRecorder(cfg, chunk_hook=hold).start()
+    gate = root / "gate"
+    gate.mkdir(parents=True)
+    os.environ[GATE_ENV] = str(gate)
+    repo = str(pathlib.Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    cfg = RecordingConfig(dir=str(root / "rec"), min_free_mb=0, video=False, chunk_frames=4, queue_frames=16)
+    rec = EpisodeRecorder(cfg, chunk_hook="benchmarks.recording:hold_first_chunk").start()
     frames = list(_frames(8, np.random.default_rng(1)))
     rec.begin_episode("stuck disk")
     for i in range(4):
         _step(rec, i, *frames[i], float(i))
-    entered.wait(30)
+    deadline = time.monotonic() + 60
+    while not (gate / "entered").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     lat = [_step(rec, i, *frames[i % 8], float(i)) for i in range(4, 4 + n)]
-    held = not release.is_set()
-    release.set()
+    held = not (gate / "release").exists()
+    (gate / "release").touch()
+    counters = rec.counters
     rec.stop(timeout_s=120)
-    return {"writer_held_during_all_puts": held, "step_us": summarize(lat, "us"),
-            "dropped_queue_full": rec.counters["dropped_queue_full"], "queue_frames": cfg.queue_frames}
+    return {"writer": "process", "writer_held_during_all_puts": held, "step_us": summarize(lat, "us"),
+            "dropped_queue_full": counters["dropped_queue_full"], "queue_frames": cfg.queue_frames}
 
 
 def bench_writer(root: pathlib.Path, n: int, compressor: str, video: bool) -> dict:
@@ -179,6 +199,71 @@ def bench_dds(n: int, hz: float) -> dict:
             "received": len(lat), "observer_call_us": summarize(call, "us"), "publish_to_take_ms": summarize(lat, "ms")}
 
 
+def _loop_lateness(duration_s: float, hz: float = 200.0) -> dict:
+    """A 200 Hz loop on the shared Rate helper, in its own thread (like the control loop)."""
+    from runtime.rate import Rate
+
+    rate = Rate(hz, name="bench-loop", warn_interval_s=1e9)
+    end = time.monotonic() + duration_s
+    out: dict = {}
+
+    def loop():
+        import os
+
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+            out["loop_sched"] = "SCHED_FIFO 50"
+        except (PermissionError, OSError) as exc:
+            out["loop_sched"] = f"default (SCHED_FIFO not permitted: {exc})"
+        while time.monotonic() < end:
+            rate.sleep()
+        out.update(rate.report())
+
+    th = threading.Thread(target=loop, name="bench-control-loop")
+    th.start()
+    return {"thread": th, "out": out}
+
+
+def bench_loop_side_effect(root: pathlib.Path, duration_s: float) -> dict:
+    """Lateness of a 200 Hz Rate loop alone, then while the recorder records 640x480 at 20 Hz with
+    video, with the thread writer and with the process writer. The loop thread gets SCHED_FIFO when
+    permitted (as `dexgrasp run` does on the robot; reported as loop_sched); the GIL switch interval
+    is the runtime's default (control.realtime.switch_interval_ms = 0.5)."""
+    from runtime.realtime import SwitchInterval
+
+    with SwitchInterval(0.5):
+        return _loop_side_effect(root, duration_s)
+
+
+def _loop_side_effect(root: pathlib.Path, duration_s: float) -> dict:
+    alone = _loop_lateness(duration_s)
+    alone["thread"].join()
+    out = {"loop_hz": 200.0, "duration_s": duration_s, "switch_interval_ms": 0.5, "alone": alone["out"]}
+    for writer in ("thread", "process"):
+        out[f"recording_{writer}_writer"] = _loop_while_recording(root / writer, duration_s, writer)
+    return out
+
+
+def _loop_while_recording(root: pathlib.Path, duration_s: float, writer: str) -> dict:
+    from runtime.recording import EpisodeRecorder, RecordingConfig
+
+    frames = list(_frames(30, np.random.default_rng(3)))
+    rec = EpisodeRecorder(RecordingConfig(dir=str(root), min_free_mb=0, writer=writer)).start()
+    rec.begin_episode("side effect")
+    busy = _loop_lateness(duration_s)
+    i = 0
+    t_next = time.monotonic()
+    while busy["thread"].is_alive():
+        _step(rec, i, *frames[i % len(frames)], time.monotonic())
+        i += 1
+        t_next += 1 / 20.0
+        time.sleep(max(0.0, t_next - time.monotonic()))
+    rec.end_episode("success")
+    rec.stop(timeout_s=120)
+    return {**busy["out"], "frames_recorded": rec.counters["frames_written"],
+            "dropped": rec.counters["dropped_queue_full"]}
+
+
 def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
     """All recording/telemetry measurements; JSON-ready (also written to out_dir/recording.json)."""
     import cv2
@@ -205,6 +290,7 @@ def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
             "writer": writers,
             "load_verified": load,
             "dds": bench_dds(100 if quick else 1000, 100.0),
+            "control_loop_side_effect": bench_loop_side_effect(scratch / "l", 3.0 if quick else 15.0),
             "not_measured": ["SD card / eMMC on a Jetson (this is the CI machine's disk)",
                              "DDS across a real network (loopback only here)",
                              "DDS-Security overhead (no certificates on this machine)"],
@@ -228,6 +314,11 @@ def _print_summary(r: dict) -> None:
         print(f"  writer {w['compressor']:4s} video={'on ' if w['video'] else 'off'} {w['frames_per_s']:.1f} frames/s, "
               f"{w['raw_image_MB_per_s']:.0f} MB/s raw, {w['disk_MB']:.0f} of {w['raw_MB']:.0f} MB on disk")
     print(f"  verified load      {r['load_verified']['disk_MB_per_s']:.0f} MB/s of episode files")
+    le = r["control_loop_side_effect"]
+    for name in ("alone", "recording_thread_writer", "recording_process_writer"):
+        lat = le[name]["lateness_us"]
+        print(f"  200 Hz loop {name:24s} lateness p50 {lat['p50']:.0f} / p99 {lat['p99']:.0f} / max {lat['max']:.0f} us, "
+              f"missed {le[name]['missed_cycles']}")
     d = r["dds"]
     if d.get("measured"):
         print(f"  DDS joint state    publish->take p50 {d['publish_to_take_ms']['p50']:.2f} / p99 "

@@ -37,6 +37,7 @@ class RecordingConfig:
     arm_joint_limits: dict | None = None
     raw_joint_units: bool = False  # make_recorder: do not take arm limits from the runtime config
     writer: str = "process"  # "process" (no GIL shared with the control loop) or "thread"
+    writer_nice: int = 10  # process writer: nice increment (it shares no GIL, so no priority inversion)
 
     @classmethod
     def from_dict(cls, raw: dict | None, where: str = "recording") -> RecordingConfig:
@@ -54,6 +55,8 @@ class RecordingConfig:
     def validate(self, where: str = "recording") -> None:
         if not isinstance(self.dir, (str, Path)) or not str(self.dir):
             raise ConfigError(f"{where}.dir: expected a path, got {self.dir!r}")
+        if not isinstance(self.writer_nice, int) or not 0 <= self.writer_nice <= 19:
+            raise ConfigError(f"{where}.writer_nice: expected an integer in 0..19, got {self.writer_nice!r}")
         for name in ("chunk_frames", "queue_frames", "state_dim", "max_pending_frames"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

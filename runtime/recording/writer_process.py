@@ -40,6 +40,13 @@ def main() -> int:
     if hello is None or hello[0] != "hello":
         return 2
     _, root, cfg_dict, hook_spec, lock_wait_s = hello
+    if cfg_dict.get("writer_nice"):
+        # Lower our CPU priority: we share no GIL with the runtime, so this cannot invert priorities;
+        # it keeps the runtime's threads (which may hold its GIL) from waiting behind our compression.
+        try:
+            os.nice(int(cfg_dict["writer_nice"]))
+        except OSError as exc:
+            log.warning("could not renice the recorder writer: %s", exc)
     root_path = Path(root)
     deadline = time.monotonic() + lock_wait_s
     while True:
