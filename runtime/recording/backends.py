@@ -192,6 +192,7 @@ class ProcessBackend:
         self._start_reply: list | None = None
         self._dead = threading.Event()
         self._proc: subprocess.Popen | None = None
+        self._stopping = False
         self._threads: list[threading.Thread] = []
 
     # ---------------------------------------------------------------- lifecycle
@@ -215,6 +216,7 @@ class ProcessBackend:
     def stop(self, timeout_s: float) -> None:
         if self._proc is None:
             return
+        self._stopping = True
         self._send(["stop"])
         try:
             self._proc.wait(timeout_s)
@@ -306,7 +308,10 @@ class ProcessBackend:
     def writer_status(self) -> tuple[dict, str, str | None, list[str]]:
         with self._lock:
             counters, state, episode, finished = self._status
-            return dict(counters), state, episode, list(finished)
+        proc = self._proc
+        if self._dead.is_set() and not self._stopping and proc is not None and proc.poll() is not None:
+            state = f"stopped: the writer process exited unexpectedly (code {proc.returncode}); frames are dropped"
+        return dict(counters), state, episode, list(finished)
 
     # ---------------------------------------------------------------- threads
     def _send_loop(self) -> None:

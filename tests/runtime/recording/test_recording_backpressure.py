@@ -187,3 +187,24 @@ def test_writer_process_disk_full_is_reported_back(tmp_path, writer_process_env)
     assert c["write_errors"] == 1 and c["episodes_quarantined"] == 1 and c["frames_lost"] == 4
     assert "No space left on device" in rec.state
     assert list_episodes(tmp_path / "rec") == [] and len(list_quarantined(tmp_path / "rec")) == 1
+
+
+def test_dead_writer_process_is_reported_and_frames_are_dropped_not_blocked(tmp_path):
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=4, min_free_mb=0, video=False)).start()
+    try:
+        rec.begin_episode("the writer will die")
+        deadline = time.monotonic() + WAIT_S
+        while not rec.state.startswith("recording") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        rec._backend._proc.kill()  # e.g. the OOM killer
+        rec._backend._proc.wait(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while "exited unexpectedly" not in rec.state and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "exited unexpectedly" in rec.state
+        feed_frames(rec, 0, 10)  # returns at once: dropped and counted
+        assert rec.counters["dropped_writer_dead"] == 10
+    finally:
+        rec.stop()
+    with EpisodeRecorder(str(tmp_path)) as again:  # the next start quarantines the orphaned episode
+        assert again.quarantined_on_start == ["episode_000001"]
