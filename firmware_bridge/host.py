@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,34 +30,17 @@ from firmware_bridge.errors import (
     NotArmedError,
     ProtocolMismatchError,
 )
-from firmware_bridge.framer import FrameError
+from firmware_bridge.host_threads import HostThreadsMixin
 from firmware_bridge.joints import JointLimits
 from firmware_bridge.link import SerialLink
+from firmware_bridge.state import State
 from runtime.clock import Clock
 from runtime.mailbox import Mailbox
-from runtime.rate import Rate
 from runtime.stats import LatencyStats
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class State:
-    """One STATE report, as received. Arrays are float64 copies of the wire's float32 values."""
-
-    session_id: int
-    mcu_time_us: int
-    positions: np.ndarray
-    velocities: np.ndarray
-    efforts: np.ndarray
-    mode: P.Mode
-    flags: int
-    fault_flags: int
-    last_error: int
-    rx_errors: int
-    last_applied_seq: int
-    echo_host_time_us: int
-    t_host_receive: float
+__all__ = ["BridgeHost", "State"]
 
 
 class _Pending:
@@ -69,7 +51,7 @@ class _Pending:
         self.reply: P.Message | None = None
 
 
-class BridgeHost:
+class BridgeHost(HostThreadsMixin):
     """Thread-safe host end of the serial protocol. Use as a context manager::
 
         with BridgeHost("/dev/ttyACM0") as bridge:     # connect(): open + handshake
@@ -431,151 +413,3 @@ class BridgeHost:
         log.info("%s: handshake with %s ok: session 0x%08x firmware 0x%08x", self.name, self.port,
                  msg.session_id, ack.firmware_version)
         return ack
-
-    # ---- internals: receiving (reader thread) ----------------------------------------------------
-
-    def _on_message(self, msg: P.Message, t_rx: float) -> None:
-        with self._lock:
-            self._c["frames_rx"] += 1
-            self._last_rx = t_rx
-            if msg.type is P.MsgType.HELLO_ACK:
-                self._last_dev_seq = msg.seq  # here, in arrival order (not in the waiting thread)
-                p = self._pending.get(("hello", msg.body.host_nonce))
-                if p is not None:
-                    p.reply = msg
-                    p.event.set()
-                return
-            if self._session is not None and msg.session_id != self._session:
-                self._new_session_seen(msg.session_id)
-                return
-            if self._last_dev_seq is not None and msg.seq > self._last_dev_seq + 1:
-                self._c["lost_rx_frames"] += msg.seq - self._last_dev_seq - 1
-            self._last_dev_seq = msg.seq
-            if msg.type in (P.MsgType.ACK, P.MsgType.FAULT):
-                if msg.type is P.MsgType.FAULT:
-                    self._count_fault(msg.body)
-                key = msg.body.acked_seq if msg.type is P.MsgType.ACK else msg.body.rejected_seq
-                p = self._pending.get(key)
-                if p is not None:
-                    p.reply = msg
-                    p.event.set()
-                return
-            if msg.type is not P.MsgType.STATE:
-                return
-            b: P.StateBody = msg.body
-            self._c["states"] += 1
-            t_sent = self._send_times.pop(b.last_applied_seq, None)
-            if t_sent is not None:
-                self._c["commands_confirmed"] += 1
-            mode = P.Mode(b.mode) if b.mode in P.Mode._value2member_map_ else P.Mode.DISARMED
-            if self._armed and mode in (P.Mode.DISARMED, P.Mode.SAFE_OFF, P.Mode.PSTOP):
-                log.warning("%s: firmware left motion (%s); re-arm required", self.name, mode.name)
-                self._armed = False
-                self._needs_rearm = True
-        if t_sent is not None:
-            self.rtt.add(t_rx - t_sent)
-        self.state.put(
-            State(msg.session_id, b.mcu_time_us, np.array(b.positions), np.array(b.velocities),
-                  np.array(b.efforts), mode, b.flags, b.fault_flags, b.last_error, b.rx_errors,
-                  b.last_applied_seq, b.echo_host_time_us, t_rx),
-            t_capture=t_rx,
-        )
-
-    def _count_fault(self, f: P.Fault) -> None:
-        self._c["device_faults"] += 1
-        name = P.ErrorCode.name_of(f.error)
-        self.device_fault_codes[name] = self.device_fault_codes.get(name, 0) + 1
-        self.last_device_fault = f
-
-    def _new_session_seen(self, session: int) -> None:
-        """Called with the lock held: a frame from another firmware session (reset or restart)."""
-        if not self._handshaked:
-            return
-        log.warning("%s: firmware session changed 0x%08x -> 0x%08x: re-handshake, re-arm required",
-                    self.name, self._session, session)
-        self._handshaked = False
-        self._needs_rearm = True  # a new session never inherits an arm
-        self._armed = False
-        self._needs_handshake = True
-        self._ready.clear()
-        self._c["session_changes"] += 1
-
-    def _on_frame_error(self, err: FrameError) -> None:
-        with self._lock:
-            if err.code is P.ErrorCode.ERR_CRC:
-                self._c["crc_errors"] += 1
-            elif err.code in (P.ErrorCode.ERR_OVERSIZE, P.ErrorCode.ERR_COBS, P.ErrorCode.ERR_SHORT):
-                self._c["resyncs"] += 1
-            else:
-                self._c["rejected_rx"] += 1
-
-    def _on_disconnect(self, exc: Exception) -> None:
-        with self._lock:
-            self._link_lost = True
-            self._link_up = False
-            self._handshaked = False
-            if self._armed:
-                self._needs_rearm = True
-            self._armed = False
-            self._ready.clear()
-
-    # ---- internals: link management (supervisor thread) -------------------------------------------
-
-    def _open_link(self) -> None:
-        link = SerialLink(self.port, self._on_message, self._on_frame_error, self._on_disconnect,
-                          clock=self.clock, write_timeout_s=self.write_timeout_s, name=self.name)
-        link.open()
-        with self._lock:
-            self._link = link
-            self._link_lost = False
-            self._last_dev_seq = None
-
-    def _close_link(self) -> None:
-        link = self._link
-        self._link = None
-        if link is not None:
-            link.close()
-
-    def _supervise(self) -> None:
-        rate = Rate(100.0, self.clock, name=f"{self.name}-supervisor")
-        outage = False
-        next_attempt = 0.0
-        while not self._stop.is_set():
-            rate.sleep()
-            now = self.clock.now()
-            with self._lock:
-                silent = now - self._last_rx > self.timeout_s
-                lost, needs_hs = self._link_lost, self._needs_handshake
-                idle = now - self._last_tx >= self.heartbeat_period_s
-                heartbeat = self._handshaked and not self._armed and idle and not lost
-            if (silent or lost) and not outage:
-                outage = True
-                with self._lock:
-                    self._c["timeouts"] += 1
-                    self._link_up = False
-                log.warning("%s: link to %s down (%s)", self.name, self.port, "port lost" if lost else "silent")
-            if not self.auto_reconnect or now < next_attempt:
-                continue
-            try:
-                if lost:
-                    next_attempt = now + 0.2
-                    self._close_link()
-                    self._open_link()
-                    needs_hs = True
-                if needs_hs or (outage and not silent):
-                    self._handshake(deadline=self.clock.now() + 0.5)
-                    if outage:
-                        with self._lock:
-                            self._c["reconnects"] += 1
-                    outage = False
-                elif heartbeat:
-                    self._send(P.Message(P.MsgType.HEARTBEAT, self._next_seq(), self._session or 0,
-                                         P.Heartbeat(int(now * 1e6))), now)
-                if outage and not silent and not lost:
-                    outage = False
-            except ProtocolMismatchError as exc:
-                log.error("%s: %s", self.name, exc)
-                next_attempt = now + 1.0
-            except (DeviceNotConnectedError, DeviceRejectedError) as exc:
-                log.debug("%s: reconnect attempt failed: %s", self.name, exc)
-                next_attempt = now + 0.2
