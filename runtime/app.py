@@ -79,6 +79,8 @@ class App:
         self._started = False
         self._stopped = threading.Event()
         self._t_start = math.nan
+        self._t_run = math.nan
+        self._t_stop = math.nan
         self._mlocked = False
 
     # ---- public API ------------------------------------------------------------------------------
@@ -301,7 +303,8 @@ class App:
         """Block until `duration_s` passes, `stop_event` is set, or the control loop dies; then stop
         safely and return the report. `on_progress(app)` is called every `progress_period_s`."""
         stop_event = stop_event or threading.Event()
-        t_end = self.clock.now() + duration_s if duration_s is not None else math.inf
+        self._t_run = self.clock.now()
+        t_end = self._t_run + duration_s if duration_s is not None else math.inf
         try:
             while not stop_event.is_set():
                 remaining = t_end - self.clock.now()
@@ -324,6 +327,7 @@ class App:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._t_stop = self.clock.now()
         if self.loop is not None:
             self.loop.stop()
         for name, fn in list(self._closers):
@@ -375,6 +379,14 @@ class App:
         self.dispatcher.publish("frames", tracked.image, None if wrist is None else wrist.value.image,
                                 tracked.mask, tracked.t_capture)
 
+    def _episode_status(self) -> dict | None:
+        if self.episode is None or not hasattr(self.episode, "status"):
+            return None
+        try:
+            return self.episode.status()
+        except Exception as exc:  # a report must not fail because one part cannot describe itself
+            return {"error": repr(exc)}
+
     def _call(self, fn, name: str) -> None:
         try:
             fn()
@@ -406,7 +418,11 @@ class App:
                 errors.append(f"camera {c['camera']}: {c['last_error']}")
         return {
             "config": self.cfg.name,
-            "duration_s": (self.clock.now() - self._t_start) if math.isfinite(self._t_start) else 0.0,
+            # running phase (start of run() to the stop request); start-up and shutdown apart
+            "duration_s": _span(self._t_run, self._t_stop if math.isfinite(self._t_stop) else self.clock.now()),
+            "startup_s": _span(self._t_start, self._t_run),
+            "shutdown_s": _span(self._t_stop, self.clock.now()),
+            "episode": self._episode_status(),
             "control": control,
             "policy": self.policy_worker.report() if self.policy_worker else {"inferences": 0},
             "tracker": self.tracker_worker.report() if self.tracker_worker else {"frames": 0, "latency_ms": {}},
@@ -421,3 +437,7 @@ class App:
             "joints": N_JOINTS, "arm_joints": ARM_JOINTS,
             "errors": errors,
         }
+
+
+def _span(t0: float, t1: float) -> float | None:
+    return t1 - t0 if math.isfinite(t0) and math.isfinite(t1) else None

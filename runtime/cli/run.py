@@ -162,6 +162,11 @@ def format_summary(report: dict) -> str:
                      f"{rt.get('mlockall', 'off')}; GIL switch interval {rt.get('switch_interval', '-')}"),
         ("errors", "; ".join(report.get("errors") or []) or "none"),
     ]
+    ep = report.get("episode")
+    if isinstance(ep, dict):
+        shown = ", ".join(f"{k} {v}" for k, v in ep.items() if isinstance(v, (str, int, float, bool)) and v is not None)
+        rows.insert(4, ("episode", shown[:300] or "-"))
     width = max(len(k) for k, _ in rows)
-    head = f"dexgrasp: {report.get('config', '?')} ran {report.get('duration_s', 0):.1f} s"
+    head = (f"dexgrasp: {report.get('config', '?')} ran {report.get('duration_s') or 0:.1f} s "
+            f"(start-up {report.get('startup_s') or 0:.1f} s, shutdown {report.get('shutdown_s') or 0:.1f} s)")
     return "\n".join([head, "-" * len(head)] + [f"  {k:<{width}}  {v}" for k, v in rows])
