@@ -1,8 +1,10 @@
 """The exported pieces as torch modules with fixed, named inputs and outputs.
 
-- EncoderGraph: rgbm, right_cam_img, right_state -> obs_k, obs_v (per-layer, k-normed cross-attention
-  K/V of the observation tokens, cond_pos_emb added before projection) and obs_tokens.
-- DenoiserGraph: sample, timestep, obs_k, obs_v -> epsilon. Projects only the time token.
+- EncoderGraph: rgbm, right_cam_img, right_state -> obs_k_0, obs_v_0, ..., obs_k_{L-1}, obs_v_{L-1}
+  (per-layer, k-normed cross-attention K/V of the observation tokens, cond_pos_emb added before
+  projection) and obs_tokens. One tensor per layer, so the denoiser reads them in place (a stacked
+  tensor would be split, i.e. copied, at every step).
+- DenoiserGraph: sample, timestep, obs_k_0, obs_v_0, ... -> epsilon. Projects only the time token.
 - UncachedDenoiserGraph: sample, timestep, obs_tokens -> epsilon: upstream's full DiT forward
   (re-projects all 2740 condition tokens), exported only for the benchmark's ablation.
 """
@@ -38,8 +40,8 @@ class EncoderGraph(_Cast):
         obs = {"rgbm": rgbm.to(self.dtype), "right_cam_img": right_cam_img.to(self.dtype),
                "right_state": right_state.to(self.dtype)}
         tokens = self.obs_encoder(obs)
-        obs_k, obs_v = self.model.encode_obs_kv(tokens)
-        return obs_k.float(), obs_v.float(), tokens.float()
+        flat = [t.float() for kv in self.model.encode_obs_kv(tokens) for t in kv]
+        return (*flat, tokens.float())
 
 
 class DenoiserGraph(_Cast):
@@ -47,9 +49,10 @@ class DenoiserGraph(_Cast):
         super().__init__(dtype)
         self.model = policy.model
 
-    def forward(self, sample, timestep, obs_k, obs_v):
-        eps = self.model.forward_cached(sample.to(self.dtype), timestep, obs_k.to(self.dtype), obs_v.to(self.dtype))
-        return eps.float()
+    def forward(self, sample, timestep, *obs_kv):
+        kv = [t.to(self.dtype) for t in obs_kv]
+        pairs = list(zip(kv[0::2], kv[1::2], strict=True))
+        return self.model.forward_cached(sample.to(self.dtype), timestep, pairs).float()
 
 
 class UncachedDenoiserGraph(_Cast):

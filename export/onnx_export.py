@@ -1,4 +1,8 @@
-"""Export a loaded checkpoint to named ONNX graphs + manifest.json (the runtime's model directory)."""
+"""Export a loaded checkpoint to named ONNX graphs + manifest.json (the runtime's model directory).
+
+Graph names, tensor names and shapes are written to the manifest (runtime/controller/manifest.py),
+which the runtime reads back: the single source of truth for both sides.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +25,13 @@ from runtime.controller.manifest import (
     DENOISER_UNCACHED,
     ENCODER,
     EPSILON,
-    OBS_K,
     OBS_TOKENS,
-    OBS_V,
     SAMPLE,
     TIMESTEP,
     GraphSpec,
     Manifest,
     TensorSpec,
+    kv_names,
     obs_specs,
 )
 from runtime.errors import ModelError
@@ -66,7 +69,7 @@ def _mha_fastpath_disabled():
 
 
 def _export_one(module: torch.nn.Module, args: tuple, path: pathlib.Path, inputs: list[TensorSpec],
-                outputs: list[str]) -> GraphSpec:
+                outputs: list[str]) -> tuple[GraphSpec, tuple]:
     import tempfile
 
     import onnx
@@ -98,14 +101,16 @@ def _export_one(module: torch.nn.Module, args: tuple, path: pathlib.Path, inputs
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
         raise ModelError(f"the exported graph {path.name} fails onnx.checker: {exc}") from exc
+    out_values = out_values if isinstance(out_values, tuple) else (out_values,)
     out_specs = [
         TensorSpec(name, list(value.shape), str(value.detach().numpy().dtype))
-        for name, value in zip(outputs, out_values if isinstance(out_values, tuple) else (out_values,), strict=True)
+        for name, value in zip(outputs, out_values, strict=True)
     ]
-    return GraphSpec(
+    spec = GraphSpec(
         file=path.name, sha256=graph_sha256(path, data_path if external else None),
         inputs=inputs, outputs=out_specs, external_data=external,
     )
+    return spec, out_values
 
 
 def example_inputs(arch, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -141,7 +146,8 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
 
     obs = example_inputs(arch)
     n_obs = arch.num_obs_tokens
-    kv_shape = [arch.n_layer, 1, arch.n_head, n_obs, arch.attn_head_dim]
+    kv_shape = [1, arch.n_head, n_obs, arch.attn_head_dim]
+    names = kv_names(arch.n_layer)
     sample = torch.randn(1, arch.action_horizon, arch.action_dim, generator=torch.Generator().manual_seed(1))
     timestep = torch.tensor([float(DDIMSampler(arch.scheduler, arch.num_inference_steps).timesteps[0])])
     stages = ["encoder", "denoiser"] + (["denoiser_uncached"] if with_uncached else []) + ["manifest"]
@@ -151,22 +157,20 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
         bar.set_postfix_str(stage)
         t0 = time.perf_counter()
         if stage == "encoder":
-            graphs[ENCODER] = _export_one(
+            graphs[ENCODER], encoded = _export_one(
                 EncoderGraph(policy, dtype), (obs["rgbm"], obs["right_cam_img"], obs["right_state"]),
-                out / "encoder.onnx", obs_specs(), [OBS_K, OBS_V, OBS_TOKENS],
+                out / "encoder.onnx", obs_specs(), [*names, OBS_TOKENS],
             )
+            kv, tokens = encoded[:-1], encoded[-1]
         elif stage == "denoiser":
-            enc = EncoderGraph(policy, dtype)
-            with torch.no_grad():
-                obs_k, obs_v, tokens = enc(obs["rgbm"], obs["right_cam_img"], obs["right_state"])
-            graphs[DENOISER] = _export_one(
-                DenoiserGraph(policy, dtype), (sample, timestep, obs_k, obs_v), out / "denoiser.onnx",
-                [TensorSpec(SAMPLE, list(sample.shape), "float32"), TensorSpec(TIMESTEP, [1], "float32"),
-                 TensorSpec(OBS_K, kv_shape, "float32"), TensorSpec(OBS_V, kv_shape, "float32")],
+            graphs[DENOISER], _ = _export_one(
+                DenoiserGraph(policy, dtype), (sample, timestep, *kv), out / "denoiser.onnx",
+                [TensorSpec(SAMPLE, list(sample.shape), "float32"), TensorSpec(TIMESTEP, [1], "float32")]
+                + [TensorSpec(name, kv_shape, "float32") for name in names],
                 [EPSILON],
             )
         elif stage == "denoiser_uncached":
-            graphs[DENOISER_UNCACHED] = _export_one(
+            graphs[DENOISER_UNCACHED], _ = _export_one(
                 UncachedDenoiserGraph(policy, dtype), (sample, timestep, tokens), out / "denoiser_uncached.onnx",
                 [TensorSpec(SAMPLE, list(sample.shape), "float32"), TensorSpec(TIMESTEP, [1], "float32"),
                  TensorSpec(OBS_TOKENS, list(tokens.shape), "float32")],

@@ -64,11 +64,34 @@ class CrossAttention(nn.Module):
         k, v = kv.unbind(0)
         return self.k_norm(k), v
 
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return self.q_norm(self.q(x).reshape(b, n, self.num_heads, self.head_dim).permute(0, 2, 1, 3))
+
+    def _out(self, out: torch.Tensor) -> torch.Tensor:
+        b, _, n, _ = out.shape
+        return self.proj(out.permute(0, 2, 1, 3).reshape(b, n, self.num_heads * self.head_dim))
+
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        q = self.q_norm(self.q(x).reshape(b, n, self.num_heads, self.head_dim).permute(0, 2, 1, 3))
+        q = self._query(x)
         out = F.scaled_dot_product_attention(q, k, v) if self.use_sdpa else attention(q, k, v)
-        return self.proj(out.permute(0, 2, 1, 3).reshape(b, n, c))
+        return self._out(out)
+
+    def attend_split(self, x: torch.Tensor, k_obs: torch.Tensor, v_obs: torch.Tensor,
+                     k_t: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
+        """Attention over [obs tokens, time token] without concatenating K/V.
+
+        softmax over the union is computed from both score blocks (shared max, summed
+        denominators), so the cached observation K/V are read in place at every step.
+        """
+        q = self._query(x) * self.head_dim**-0.5
+        s_obs = torch.matmul(q, k_obs.transpose(-2, -1))
+        s_t = torch.matmul(q, k_t.transpose(-2, -1))
+        m = torch.maximum(s_obs.amax(dim=-1, keepdim=True), s_t)
+        e_obs = torch.exp(s_obs - m)
+        e_t = torch.exp(s_t - m)
+        denom = e_obs.sum(dim=-1, keepdim=True) + e_t
+        return self._out((torch.matmul(e_obs, v_obs) + e_t * v_t) / denom)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         k, v = self.project_kv(c)
@@ -90,9 +113,11 @@ class RDTBlock(nn.Module):
         x = x + self.cross_attn(self.norm2(x), c)
         return x + self.ffn(self.norm3(x))
 
-    def forward_cached(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward_cached(self, x: torch.Tensor, k_obs: torch.Tensor, v_obs: torch.Tensor,
+                       time_tok: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
-        x = x + self.cross_attn.attend(self.norm2(x), k, v)
+        k_t, v_t = self.cross_attn.project_kv(time_tok)
+        x = x + self.cross_attn.attend_split(self.norm2(x), k_obs, v_obs, k_t, v_t)
         return x + self.ffn(self.norm3(x))
 
 
@@ -128,24 +153,20 @@ class TransformerForActionDiffusion(nn.Module):
             x = block(x, cond_emb)
         return self.head(self.ln_f(x))
 
-    def encode_obs_kv(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-layer K/V of the observation tokens: each (n_layer, B, heads, N_obs, head_dim)."""
+    def encode_obs_kv(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer (K, V) of the observation tokens, each (B, heads, N_obs, head_dim), K k-normed."""
         c = cond + self.cond_pos_emb[:, : cond.shape[1]]
-        ks, vs = zip(*(block.cross_attn.project_kv(c) for block in self.blocks), strict=True)
-        return torch.stack(ks), torch.stack(vs)
+        return [block.cross_attn.project_kv(c) for block in self.blocks]
 
     def forward_cached(self, sample: torch.Tensor, timestep: torch.Tensor,
-                       obs_k: torch.Tensor, obs_v: torch.Tensor) -> torch.Tensor:
+                       obs_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Same result as `forward`, with the observation K/V precomputed by `encode_obs_kv`.
 
         Only the time token (condition index N_obs, depends on t) is projected here.
         """
-        n_obs = obs_k.shape[3]
+        n_obs = obs_kv[0][0].shape[2]
         time_tok = self._time_token(timestep, sample.shape[0]) + self.cond_pos_emb[:, n_obs : n_obs + 1]
         x = self._input(sample)
-        for i, block in enumerate(self.blocks):
-            k_t, v_t = block.cross_attn.project_kv(time_tok)
-            k = torch.cat([obs_k[i], k_t], dim=2)
-            v = torch.cat([obs_v[i], v_t], dim=2)
-            x = block.forward_cached(x, k, v)
+        for block, (k_obs, v_obs) in zip(self.blocks, obs_kv, strict=True):
+            x = block.forward_cached(x, k_obs, v_obs, time_tok)
         return self.head(self.ln_f(x))

@@ -85,11 +85,11 @@ class ControllerPolicy(nn.Module):
     def predict_action_cached(self, obs: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
         """The exported computation in PyTorch: observation K/V once, then the cached denoiser."""
         cond = self.obs_encoder(obs)
-        obs_k, obs_v = self.model.encode_obs_kv(cond)
+        obs_kv = self.model.encode_obs_kv(cond)
         scheduler = self.make_scheduler()
         scheduler.set_timesteps(self.arch.num_inference_steps)
         trajectory = noise
         for t in scheduler.timesteps:
-            model_output = self.model.forward_cached(trajectory, t, obs_k, obs_v)
+            model_output = self.model.forward_cached(trajectory, t, obs_kv)
             trajectory = scheduler.step(model_output, t, trajectory).prev_sample
         return self.normalizer.unnormalize("action", trajectory)

@@ -23,11 +23,10 @@ from runtime.controller.manifest import (
     ENCODER,
     EPSILON,
     OBS_INPUTS,
-    OBS_K,
-    OBS_V,
     SAMPLE,
     TIMESTEP,
     Manifest,
+    kv_names,
 )
 from runtime.errors import ModelError, ObservationError
 
@@ -81,6 +80,7 @@ class Controller:
         self.obs_specs = manifest.graph(ENCODER).inputs
         self.sample_shape = tuple(manifest.graph(DENOISER).input(SAMPLE).shape)
         self.timestep_dtype = np.dtype(manifest.graph(DENOISER).input(TIMESTEP).dtype)
+        self.kv_names = kv_names(int(manifest.arch["n_layer"]))
         self.last_timing: dict[str, float] = {}
 
     @classmethod
@@ -112,10 +112,10 @@ class Controller:
         return noise.astype(np.float32).reshape(self.sample_shape)
 
     def encode(self, obs: dict) -> dict[str, np.ndarray]:
-        """Observations -> cached cross-attention K/V ({'obs_k', 'obs_v'})."""
+        """Observations -> cached cross-attention K/V per layer ({'obs_k_0': ..., 'obs_v_0': ..., ...})."""
         inputs = validate_obs({k: obs[k] for k in OBS_INPUTS if k in obs}, self.obs_specs)
         out = self.encoder.run(inputs)
-        return {OBS_K: out[OBS_K], OBS_V: out[OBS_V]}
+        return {name: out[name] for name in self.kv_names}
 
     def denoise(self, kv: dict[str, np.ndarray], sample: np.ndarray) -> np.ndarray:
         """The DDIM loop from the initial `sample`, returning the normalized action chunk."""

@@ -22,7 +22,7 @@ DENOISER_UNCACHED = "denoiser_uncached"  # optional: benchmark variant re-projec
 
 # Tensor names (shared by exporter and runtime).
 OBS_INPUTS = ("rgbm", "right_cam_img", "right_state")
-OBS_K, OBS_V = "obs_k", "obs_v"
+OBS_K, OBS_V = "obs_k", "obs_v"  # per layer: obs_k_0, obs_v_0, ... (see kv_names)
 OBS_TOKENS = "obs_tokens"
 SAMPLE, TIMESTEP, EPSILON = "sample", "timestep", "epsilon"
 
@@ -139,6 +139,11 @@ class Manifest:
         if not isinstance(data, dict):
             raise ModelError(f"{path} does not hold a JSON object")
         return cls.from_dict(data)
+
+
+def kv_names(n_layer: int) -> list[str]:
+    """Per-layer cached cross-attention tensors, in graph order: obs_k_0, obs_v_0, obs_k_1, ..."""
+    return [f"{kind}_{i}" for i in range(n_layer) for kind in (OBS_K, OBS_V)]
 
 
 def obs_specs(image_size: int = 518, state_dim: int = 13) -> list[TensorSpec]:
