@@ -1,0 +1,1 @@
+"""Learned segmentation and tracking (Cutie + SAM) running from exported graphs, torch-free."""

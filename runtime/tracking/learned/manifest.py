@@ -1,0 +1,144 @@
+"""manifest.json of an exported tracker: graph files, tensor shapes, hashes and Cutie's settings.
+
+Written by `export.tracker` and read by CutieTracker / SamBoxSegmenter, so shapes are stated once.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from dataclasses import asdict, dataclass, field
+
+from runtime.errors import ModelError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+KIND = "tracker"
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str  # numpy dtype name
+
+
+@dataclass
+class GraphSpec:
+    file: str
+    sha256: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    engine: str | None = None  # TensorRT engine file, when built
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GraphSpec:
+        return cls(file=str(d["file"]), sha256=str(d["sha256"]),
+                   inputs=[TensorSpec(str(t["name"]), [int(x) for x in t["shape"]], str(t["dtype"]))
+                           for t in d["inputs"]],
+                   outputs=[TensorSpec(str(t["name"]), [int(x) for x in t["shape"]], str(t["dtype"]))
+                            for t in d["outputs"]],
+                   engine=d.get("engine"))
+
+    def input_shape(self, name: str) -> tuple[int, ...]:
+        for spec in self.inputs:
+            if spec.name == name:
+                return tuple(spec.shape)
+        raise ModelError(f"graph {self.file} has no input '{name}'")
+
+
+@dataclass
+class CutieSettings:
+    """Cutie's model dimensions and InferenceCore settings (upstream: eval_config + d17-val)."""
+
+    model_config: str  # base | small
+    height: int  # frame size the graphs were exported for (full resolution: max_internal_size=-1)
+    width: int
+    object_ids: list[int]  # ids tracked; upstream passes np.unique(mask) = [0, 1]
+    target_id: int  # the id whose mask/probability is the tracker's output
+    mem_every: int
+    max_mem_frames: int
+    top_k: int
+    stagger_updates: int
+    key_dim: int
+    value_dim: int
+    sensory_dim: int
+    embed_dim: int
+    num_queries: int
+
+
+@dataclass
+class SamSettings:
+    model_type: str  # vit_h | vit_l | vit_b
+    image_size: int  # encoder input (1024)
+    pixel_mean: list[float]
+    pixel_std: list[float]
+    mask_threshold: float
+
+
+@dataclass
+class TrackerManifest:
+    precision: str
+    cutie: CutieSettings
+    graphs: dict[str, GraphSpec]
+    sam: SamSettings | None = None
+    source: dict = field(default_factory=dict)  # checkpoints, package versions, seed
+    schema_version: int = SCHEMA_VERSION
+    kind: str = KIND
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def save(self, directory: pathlib.Path) -> pathlib.Path:
+        path = pathlib.Path(directory) / MANIFEST_NAME
+        path.write_text(self.to_json())
+        return path
+
+    def graph(self, name: str) -> GraphSpec:
+        if name not in self.graphs:
+            raise ModelError(f"tracker manifest has no graph '{name}' (has: {', '.join(sorted(self.graphs))})")
+        return self.graphs[name]
+
+
+def sha256_file(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(directory: str | pathlib.Path, verify_hashes: bool = True) -> TrackerManifest:
+    """Read and validate `<directory>/manifest.json`; raise ModelError naming what is wrong."""
+    directory = pathlib.Path(directory)
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelError(f"{directory} is not an exported tracker: {MANIFEST_NAME} is missing "
+                         f"(make one with `dexgrasp export tracker`)")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(d, dict) or d.get("kind") != KIND:
+        raise ModelError(f"{path} is not a tracker manifest (kind={d.get('kind') if isinstance(d, dict) else d!r})")
+    if d.get("schema_version") != SCHEMA_VERSION:
+        raise ModelError(f"{path} has schema_version {d.get('schema_version')}, this runtime reads {SCHEMA_VERSION}")
+    try:
+        manifest = TrackerManifest(
+            precision=str(d["precision"]),
+            cutie=CutieSettings(**d["cutie"]),
+            graphs={k: GraphSpec.from_dict(v) for k, v in d["graphs"].items()},
+            sam=SamSettings(**d["sam"]) if d.get("sam") else None,
+            source=dict(d.get("source", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path} is malformed: {exc!r}") from exc
+    for name, spec in manifest.graphs.items():
+        file = directory / spec.file
+        if not file.is_file():
+            raise ModelError(f"{path}: graph '{name}' file {file} is missing")
+        if verify_hashes and sha256_file(file) != spec.sha256:
+            raise ModelError(f"{file} does not match the sha256 in {path} (re-export or copy it again)")
+    return manifest
