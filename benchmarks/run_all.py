@@ -102,7 +102,8 @@ def run_suite(args: argparse.Namespace, command: str, bench_dir: pathlib.Path = 
         "started_utc": started.strftime("%Y-%m-%dT%H:%M:%S"),
         "command": command,
         "quick": bool(args.quick),
-        "options": {"only": only, "timeout_s": timeout_s, **opts},
+        "options": {"only": only, "timeout_s": timeout_s, **opts,
+                    "quick_overrides": suite.QUICK_OPTS if args.quick else {}},
         "config": config,
         "machine": machine.machine_info(REPO_ROOT),
     }
@@ -118,7 +119,8 @@ def run_suite(args: argparse.Namespace, command: str, bench_dir: pathlib.Path = 
                                   "reason": "the suite was interrupted (Ctrl-C) before it", "duration_s": 0.0}
             continue
         try:
-            rec = suite.run_one(spec, quick=args.quick, out_dir=out, opts=opts, timeout_s=timeout_s,
+            spec_opts = {**opts, **(suite.QUICK_OPTS.get(spec.name, {}) if args.quick else {})}
+            rec = suite.run_one(spec, quick=args.quick, out_dir=out, opts=spec_opts, timeout_s=timeout_s,
                                 pythonpath=pythonpath)
         except KeyboardInterrupt:  # the child was killed; still write what the others measured
             interrupted = True

@@ -22,8 +22,8 @@ def _merge(plot_data: dict) -> dict:
     for name, data in plot_data.items():
         if not isinstance(data, dict):
             continue
-        for label, samples in (data.get("histograms") or {}).items():
-            merged["histograms"][f"{name}: {label}"] = samples
+        if data.get("histograms"):
+            merged["histograms"][name] = dict(data["histograms"])
         for label, run in (data.get("lateness_series") or {}).items():
             merged["lateness_series"][f"{name}: {label}"] = run
         if data.get("timeline") and not merged["timeline"]:
@@ -36,9 +36,13 @@ def make_plots(plot_data: dict, out_dir: pathlib.Path, max_panels: int = 8) -> l
     """Draw every plot the data allows into `out_dir`; returns [{title, path (relative) | reason}]."""
     out_dir.mkdir(parents=True, exist_ok=True)
     merged = _merge(plot_data)
+    hist_jobs = [(f"{name}: latency histograms", f"latency_histograms_{name}.png", series,
+                  lambda d, p, t: plots.latency_histograms(dict(list(d.items())[:max_panels]), p, t))
+                 for name, series in merged["histograms"].items()]
+    if not hist_jobs:
+        hist_jobs = [("Latency histograms", "latency_histograms.png", {}, None)]
     jobs = [
-        ("Latency histograms", "latency_histograms.png", merged["histograms"],
-         lambda d, p, t: plots.latency_histograms(dict(list(d.items())[:max_panels]), p, t)),
+        *hist_jobs,
         ("Control loop lateness over time", "loop_lateness.png", merged["lateness_series"],
          lambda d, p, t: plots.lateness_over_time(dict(list(d.items())[:max_panels]), p, t)),
         ("One control cycle, stage by stage", "stage_timeline.png", merged["timeline"], plots.stage_timeline),

@@ -37,13 +37,19 @@ LANE = dict(STAGES)
 
 
 class StageRecorder:
-    """Thread-safe store of stage durations and of per-frame spans. Bounded memory."""
+    """Thread-safe store of stage durations and of per-frame spans. Bounded memory.
 
-    def __init__(self, clock, max_frames: int = 400) -> None:
+    Spans of every frame (capture, tracker) are kept for the last `max_frames` frames; a frame the
+    policy starts on is promoted to the cycle store (last `max_cycles`), so its spans survive
+    however long the inference takes while the cameras keep producing frames."""
+
+    def __init__(self, clock, max_frames: int = 400, max_cycles: int = 1000) -> None:
         self.clock = clock
         self._lock = threading.Lock()
         self.samples: dict[str, list[float]] = defaultdict(list)
         self._spans: OrderedDict[float, dict] = OrderedDict()
+        self._cycle_spans: OrderedDict[float, dict] = OrderedDict()
+        self.max_cycles = max_cycles
         self._image_keys: OrderedDict[int, float] = OrderedDict()
         self._chunk_keys: dict[int, float] = {}
         self._acted: set[int] = set()
@@ -67,13 +73,25 @@ class StageRecorder:
             self.samples[stage].append(t1 - t0)
             if key is None:
                 return
+            if key in self._cycle_spans:
+                self._cycle_spans[key][stage] = (t0, t1)
+                return
             self._spans.setdefault(key, {})[stage] = (t0, t1)
             while len(self._spans) > self.max_frames:
                 self._spans.popitem(last=False)
 
+    def promote(self, key: float | None) -> None:
+        """Keep this frame's spans until the end of the run (the policy is working on it)."""
+        if key is None:
+            return
+        with self._lock:
+            self._cycle_spans.setdefault(key, {}).update(self._spans.pop(key, {}))
+            while len(self._cycle_spans) > self.max_cycles:
+                self._cycle_spans.popitem(last=False)
+
     def spans_of(self, key: float) -> dict:
         with self._lock:
-            return dict(self._spans.get(key, {}))
+            return dict(self._cycle_spans.get(key) or self._spans.get(key, {}))
 
     # ---- chunks ---------------------------------------------------------------------------------
     def chunk_published(self, seq: int, t_now: float) -> None:
@@ -150,6 +168,7 @@ class TimedPolicy:
     def predict_chunk(self, head_bgr, mask, wrist_bgr, state13):
         c, rec, clock = self.controller, self.rec, self.rec.clock
         key = rec.key_of(head_bgr)
+        rec.promote(key)
         self.seed += 1
         t0 = clock.now()
         obs = self.process_obs(head_bgr, mask, wrist_bgr, np.asarray(state13, dtype=np.float32))

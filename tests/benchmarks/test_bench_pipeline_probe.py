@@ -115,3 +115,17 @@ def test_recorder_memory_is_bounded():
     assert rec.key_of(images[0]) is None and rec.key_of(images[-1]) == 9.0
     assert rec.spans_of(0.0) == {} and "capture" in rec.spans_of(9.0)
     assert len(rec.samples["capture"]) == 10  # durations are all kept
+
+
+def test_a_frame_in_inference_keeps_its_spans_while_newer_frames_arrive():
+    clock = FakeClock()
+    rec = probe.StageRecorder(clock, max_frames=3)
+    img = np.zeros(1)
+    rec.register_image(img, 0.0)
+    rec.span(0.0, "capture", 0.0, 0.001)
+    rec.promote(rec.key_of(img))  # the policy starts on frame 0
+    for i in range(1, 20):  # the cameras keep going during a long inference
+        rec.span(float(i), "capture", float(i), float(i) + 0.001)
+    rec.span(0.0, "command sent", 19.0, 19.0001)
+    assert set(rec.spans_of(0.0)) == {"capture", "command sent"}
+    assert rec.spans_of(1.0) == {}  # an ordinary old frame is forgotten
