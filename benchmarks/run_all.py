@@ -108,6 +108,10 @@ def run_suite(args: argparse.Namespace, command: str, bench_dir: pathlib.Path = 
         "machine": machine.machine_info(REPO_ROOT),
     }
     results["load_before"] = results["machine"].get("load_average")
+    if args.model is None and any(s.name in suite.NEEDS_MODEL and s.present for s in selected):
+        print("preparing the config's controller model (made once, then cached) ...", file=sys.stderr)
+        results["setup"] = {"model": suite.prepare_model(
+            opts.get("config"), timeout_s=3600.0, pythonpath=pythonpath, log_path=out / "logs" / "setup_model.log")}
     records: dict = {}
     plot_data: dict = {}
     bar = tqdm(selected, desc="benchmarks", unit="bench", file=sys.stderr, dynamic_ncols=True)

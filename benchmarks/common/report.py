@@ -103,6 +103,13 @@ def not_measured_rows(results: dict) -> list[dict]:
     return unique
 
 
+def _setup(setup: dict) -> str:
+    m = setup.get("model") or {}
+    if m.get("status") == "ok":
+        return f"`{m.get('model_dir')}` ready in {fmt(m.get('duration_s'))} s (made once, then cached; not part of any timing)"
+    return f"not ready: {m.get('status')}: {_first_line(m.get('reason', ''))}"
+
+
 def _load(values) -> str:
     return " / ".join(f"{v:.2f}" for v in values) if values else "—"
 
@@ -126,6 +133,7 @@ def render_markdown(results: dict) -> str:
         f"- **Load average** (1 / 5 / 15 min) before: {_load(results.get('load_before'))}; after: "
         f"{_load(results.get('load_after'))} (on a {(m.get('cpu') or {}).get('usable_cores')}-core machine; "
         "other load makes tails longer)",
+        *([f"- **Setup:** controller model {_setup(results['setup'])}"] if results.get("setup") else []),
         f"- **Reproduce:** `{results.get('command', '')}`",
         "",
         "## Targets (DESIGN.md)",
