@@ -87,7 +87,14 @@ def _read_floor(res: dict) -> Reading | None:
 
 
 def _read_parity(res: dict) -> Reading | None:
-    return _controller_reading(res, "parity_rel_error", "")
+    """Parity holds at every preset (DESIGN.md), so the worst preset measured is the reading."""
+    vals = [(_num(r.get("parity_rel_error")), r) for r in _controller_rows(res)]
+    vals = [(v, r) for v, r in vals if v is not None]
+    if not vals:
+        return None
+    v, r = max(vals, key=lambda x: x[0])
+    presets = ", ".join(str(x.get("preset")) for _, x in vals)
+    return Reading(v, f"{v:.1e} (worst: {r.get('preset')})", note=f"presets measured: {presets}")
 
 
 def _loop_rows(res: dict) -> list[dict]:

@@ -97,3 +97,17 @@ def test_bridge_target_counts_lost_frames():
     assert rows({"bridge": bridge(1.2, 0)})["bridge_rtt"]["status"] == PASS
     row = rows({"bridge": bridge(1.2, 2)})["bridge_rtt"]
     assert row["status"] == FAIL and "2 frame(s) lost" in row["measured"]
+
+
+def test_controller_speed_targets_need_the_paper_preset_but_parity_holds_at_any():
+    small = {"preset": "small", "speedup_vs_eager": 5.0, "ratio_to_floor": 1.2, "parity_rel_error": 2e-5}
+    r = rows({"controller": {"status": "ok", "result": {"presets": [small]}}})
+    assert r["controller_speedup"]["status"] == "not at target conditions"
+    assert "small" in r["controller_speedup"]["note"]
+    assert r["controller_floor"]["status"] == "not at target conditions"
+    assert r["controller_parity"]["status"] == PASS
+    paper = {"preset": "dexgraspvla", "speedup_vs_eager": 2.5, "ratio_to_floor": 1.4, "parity_rel_error": 3e-3}
+    r = rows({"controller": {"status": "ok", "result": {"presets": [small, paper]}}})
+    assert r["controller_speedup"]["status"] == FAIL and r["controller_speedup"]["measured"] == "2.50x"
+    assert r["controller_floor"]["status"] == PASS
+    assert r["controller_parity"]["status"] == FAIL and "dexgraspvla" in r["controller_parity"]["measured"]
