@@ -94,6 +94,7 @@ class BridgeHost(HostThreadsMixin):
         self.rtt = LatencyStats(200_000)
         self._lock = threading.RLock()
         self._request_lock = threading.Lock()  # one request/answer exchange at a time
+        self._tx_lock = threading.RLock()  # seq allocation + write: seqs reach the wire in order
         self._pending: dict[int, _Pending] = {}
         self._link: SerialLink | None = None
         self._seq = 0
@@ -213,10 +214,11 @@ class BridgeHost(HostThreadsMixin):
         limits allow). Returns exactly what was sent (clamped to the limits, float32-rounded).
         Raises CommandError (bad values: nothing sent), NotArmedError, DeviceNotConnectedError."""
         q = self.validate_positions(positions)
-        now = self.clock.now()
-        reach_us = 0 if t_target is None else max(0, int(round((t_target - now) * 1e6)))
-        seq, session = self._motion_slot()
-        self._send(P.targets(seq, session, int(now * 1e6), q, reach_in_us=min(reach_us, 0xFFFFFFFF)), now, seq)
+        with self._tx_lock:  # seq and timestamp order == wire order, whichever thread calls
+            now = self.clock.now()
+            reach_us = 0 if t_target is None else max(0, int(round((t_target - now) * 1e6)))
+            seq, session = self._motion_slot()
+            self._send(P.targets(seq, session, int(now * 1e6), q, reach_in_us=min(reach_us, 0xFFFFFFFF)), now, seq)
         self.last_sent_seq = seq
         return q
 
@@ -231,12 +233,13 @@ class BridgeHost(HostThreadsMixin):
         if not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
             raise CommandError(f"{self.name}: trajectory times must be finite and strictly increasing: {t.tolist()}")
         sent = np.stack([self.validate_positions(q) for q in qs])
-        now = self.clock.now()
-        offsets = np.maximum(0, np.round((t - now) * 1e6)).astype(np.int64)
-        if np.any(np.diff(offsets) <= 0):
-            raise CommandError(f"{self.name}: trajectory times {t.tolist()} are in the past or closer than 1 us")
-        seq, session = self._motion_slot()
-        self._send(P.trajectory(seq, session, int(now * 1e6), offsets, sent), now, seq)
+        with self._tx_lock:
+            now = self.clock.now()
+            offsets = np.maximum(0, np.round((t - now) * 1e6)).astype(np.int64)
+            if np.any(np.diff(offsets) <= 0):
+                raise CommandError(f"{self.name}: trajectory times {t.tolist()} are in the past or closer than 1 us")
+            seq, session = self._motion_slot()
+            self._send(P.trajectory(seq, session, int(now * 1e6), offsets, sent), now, seq)
         self.last_sent_seq = seq
         return sent
 
@@ -333,13 +336,14 @@ class BridgeHost(HostThreadsMixin):
         attempts = retries or self.request_retries
         with self._request_lock:
             for _ in range(attempts):
-                seq = self._next_seq()
-                session = self._session or 0
                 pending = _Pending()
-                with self._lock:
-                    self._pending[seq] = pending
+                seq = None
                 try:
-                    self._send(P.Message(mtype, seq, session, body), self.clock.now())
+                    with self._tx_lock:
+                        seq = self._next_seq()
+                        with self._lock:
+                            self._pending[seq] = pending
+                        self._send(P.Message(mtype, seq, self._session or 0, body), self.clock.now())
                     if pending.event.wait(self.request_timeout_s):
                         reply = pending.reply
                         result = reply.body.error if reply.type is P.MsgType.FAULT else reply.body.result
@@ -349,8 +353,9 @@ class BridgeHost(HostThreadsMixin):
                                 f"{P.ErrorCode.name_of(result)}")
                         return reply
                 finally:
-                    with self._lock:
-                        self._pending.pop(seq, None)
+                    if seq is not None:
+                        with self._lock:
+                            self._pending.pop(seq, None)
             with self._lock:
                 self._c["timeouts"] += 1
         raise DeviceNotConnectedError(
@@ -368,13 +373,13 @@ class BridgeHost(HostThreadsMixin):
         with self._request_lock:
             while True:
                 nonce = int.from_bytes(os.urandom(4), "little")
-                seq = self._next_seq()
                 pending = _Pending()
                 with self._lock:
                     self._pending[("hello", nonce)] = pending
                 try:
                     body = P.Hello(hello_body.protocol_version, hello_body.num_joints, hello_body.schema_hash, nonce)
-                    self._send(P.Message(P.MsgType.HELLO, seq, 0, body), self.clock.now())
+                    with self._tx_lock:
+                        self._send(P.Message(P.MsgType.HELLO, self._next_seq(), 0, body), self.clock.now())
                     got = pending.event.wait(min(self.request_timeout_s, max(0.0, deadline - self.clock.now())) or 0.001)
                 finally:
                     with self._lock:

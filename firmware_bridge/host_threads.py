@@ -159,8 +159,9 @@ class HostThreadsMixin:
                             self._c["reconnects"] += 1
                     outage = False
                 elif heartbeat:
-                    self._send(P.Message(P.MsgType.HEARTBEAT, self._next_seq(), self._session or 0,
-                                         P.Heartbeat(int(now * 1e6))), now)
+                    with self._tx_lock:
+                        self._send(P.Message(P.MsgType.HEARTBEAT, self._next_seq(), self._session or 0,
+                                             P.Heartbeat(int(now * 1e6))), now)
                 if outage and not silent and not lost:
                     outage = False
             except ProtocolMismatchError as exc:

@@ -8,6 +8,7 @@ which host->device frames it damaged, so a test can prove nothing damaged was ev
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -38,6 +39,7 @@ class PtyProxy:
         self.clean_frames = 0
         self.damaged_frames = 0
         self.bytes_corrupted = 0
+        self.undecodable_originals = 0
         self._inject: queue.Queue[bytes] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,7 +87,7 @@ class PtyProxy:
                     if self._damaged:
                         self.corrupted_seqs.add(msg.seq)
                 except P.DecodeError:
-                    pass
+                    self.undecodable_originals += 1  # the host itself sent a bad frame: tests check this is 0
                 if self._damaged:
                     self.damaged_frames += 1
                 else:
@@ -139,10 +141,8 @@ class PtyProxy:
             if self._thread.is_alive():
                 log.warning("pty proxy thread still alive after %.1f s", timeout_s)
         for fd in (self._dev, self._master, self._slave, self._wake_r, self._wake_w):
-            try:
+            with contextlib.suppress(OSError):  # already closed (device side gone): nothing to release
                 os.close(fd)
-            except OSError:
-                pass
 
     def __enter__(self) -> PtyProxy:
         return self

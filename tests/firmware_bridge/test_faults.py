@@ -74,7 +74,7 @@ def test_one_percent_corruption_nothing_corrupted_is_applied(start_emulator, tmp
     emu.stop()
     applied = read_applied(log)
     applied_seqs = [r[0] for r in applied]
-    assert proxy.damaged_frames > 100 and proxy.clean_frames > 100
+    assert proxy.damaged_frames > 100 and proxy.clean_frames > 100 and proxy.undecodable_originals == 0
     assert not set(applied_seqs) & proxy.corrupted_seqs, "a frame damaged on the wire was applied"
     for seq, _, values in applied:  # and every applied value is exactly what the host sent
         np.testing.assert_array_equal(values.astype(np.float32), sent[seq].astype(np.float32))
