@@ -20,6 +20,7 @@ once the hand has stayed closed for `closed_wait_s` (the controller lifts right 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import fields
 
 import numpy as np
@@ -99,14 +100,15 @@ class AppActuator:
         self._closed_since: float | None = None
         self._hand_ref: np.ndarray | None = None
         self._z_low = np.inf
-        self._pending: list = []
+        self._pending: list = []  # events from other threads (homing callback); guarded by _lock
+        self._lock = threading.Lock()
         self._warned_no_home = False
 
     # ---- actions ---------------------------------------------------------------------------
     def init_tracker(self, image_bgr, box, image_id) -> None:
         tw = self.app.tracker_worker
         if tw is None:
-            self._pending.append(TrackerReady(False, "the runtime has no tracker configured"))
+            self._emit(TrackerReady(False, "the runtime has no tracker configured"))
             return
         item = self.app.tracked.peek()
         self._init_after_seq = 0 if item is None else item.seq
@@ -130,12 +132,12 @@ class AppActuator:
             self.app.tracker_worker.request_reset()
         go_home = getattr(self.app, "go_home", None)
         if callable(go_home):
-            go_home(place=place, on_done=lambda: self._pending.append(HomeReached()))
+            go_home(place=place, on_done=lambda: self._emit(HomeReached()))
             return
         if not self._warned_no_home:
             log.warning("the runtime has no homing motion (App.go_home): the arm holds where it is between attempts")
             self._warned_no_home = True
-        self._pending.append(HomeReached())
+        self._emit(HomeReached())
 
     def request_operator_box(self, image_bgr) -> None:
         self.app.publish_event({"source": "episode", "event": "operator box needed",
@@ -145,8 +147,14 @@ class AppActuator:
         self.app.publish_event({"source": "episode", "event": "episode ended", "outcome": outcome, "reason": reason})
 
     # ---- observations ----------------------------------------------------------------------
+    def _emit(self, event) -> None:
+        """Queue an observation for the next poll; any thread (the homing callback runs on its own)."""
+        with self._lock:
+            self._pending.append(event)
+
     def poll(self, now: float) -> list:
-        events, self._pending = self._pending, []
+        with self._lock:
+            events, self._pending = self._pending, []
         item = self.app.tracked.peek()
         if self._init_after_seq is not None and item is not None and item.seq > self._init_after_seq:
             lost = bool(getattr(item.value, "lost", False))

@@ -11,7 +11,7 @@ Integration (what runtime/app.py does through `make_episode(app)` in runtime/epi
     runner = EpisodeRunner(planner, actuator, app.head_frames, app.wrist_frames, clock, EpisodeConfig())
     runner.start_threads()            # starts the planner link and the episode thread
     runner.start("put the red cube away")      # or runner.start("", manual=True)
-    runner.post(OperatorBox((x1, y1, x2, y2))) # manual mode; any thread
+    runner.operator_box((x1, y1, x2, y2))      # manual mode; any thread; False if not waiting
     runner.abort("operator stop")              # any thread
     runner.stop()                     # joins the thread, stops the planner link
 
@@ -37,6 +37,8 @@ from runtime.episode.machine import (
     EpisodeEnded,
     EpisodeMachine,
     InitTracker,
+    OperatorBox,
+    Phase,
     PlannerAnswer,
     RequestOperatorBox,
     RequestPlanner,
@@ -128,6 +130,15 @@ class EpisodeRunner:
 
     def abort(self, reason: str = "operator abort") -> None:
         self.post(Abort(reason))
+
+    def operator_box(self, box) -> bool:
+        """Hand the operator's box to a manual-mode episode (upstream --manual). Returns False (and
+        posts nothing) unless the episode is waiting for one, so the caller can fall back."""
+        with self._lock:
+            waiting = self.machine.phase == Phase.AWAIT_OPERATOR_BOX
+        if waiting:
+            self.post(OperatorBox(tuple(float(v) for v in box)))
+        return waiting
 
     def status(self) -> dict:
         with self._lock:

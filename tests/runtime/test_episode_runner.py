@@ -213,3 +213,17 @@ def test_runner_thread_and_planner_lifecycle():
     finally:
         runner.stop()
     assert not runner._thread.is_alive() and planner.state == LinkState.STOPPED
+
+
+def test_manual_mode_takes_the_operator_box_only_when_waiting_for_one(rig):
+    clock, head, wrist, planner, actuator, runner = rig
+    head.put(frame(5))
+    assert runner.operator_box((10, 20, 60, 80)) is False  # no episode: nothing posted
+    runner.start("", manual=True)
+    runner.tick()
+    assert actuator.log[-1] == ("operator_box", True) and runner.machine.phase == Phase.AWAIT_OPERATOR_BOX
+    assert runner.operator_box((10, 20, 60, 80)) is True
+    runner.tick()
+    (_, image, box, image_id), = [e for e in actuator.log if e[0] == "init_tracker"]
+    assert box == (10, 20, 60, 80) and image_id is None and image is None
+    assert planner.calls == []  # manual mode never asks the planner
