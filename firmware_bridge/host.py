@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 
 import numpy as np
@@ -134,7 +135,7 @@ class BridgeHost(HostThreadsMixin):
         Raises DeviceNotConnectedError (port missing/busy, no answer) or ProtocolMismatchError."""
         self._open_link()
         try:
-            ack = self._handshake(deadline=self.clock.now() + timeout_s)
+            ack = self._handshake(deadline=time.monotonic() + timeout_s)
             # Return with a state in the mailbox, so latest_state() works right away.
             if self.state.wait_newer(0, timeout_s) is None:
                 raise DeviceNotConnectedError(f"{self.name}: {self.port} handshakes but sends no state reports")
@@ -363,6 +364,8 @@ class BridgeHost(HostThreadsMixin):
             f"of {self.request_timeout_s * 1e3:.0f} ms")
 
     def _handshake(self, deadline: float) -> P.HelloAck:
+        """HELLO until answered or `deadline` (time.monotonic: waiting is real time, whatever the
+        injected clock says) passes."""
         hello_body = P.Hello(self.expected_version, P.NUM_JOINTS, self.limits.schema_hash, 0)
         with self._lock:
             self._handshaked = False
@@ -380,13 +383,13 @@ class BridgeHost(HostThreadsMixin):
                     body = P.Hello(hello_body.protocol_version, hello_body.num_joints, hello_body.schema_hash, nonce)
                     with self._tx_lock:
                         self._send(P.Message(P.MsgType.HELLO, self._next_seq(), 0, body), self.clock.now())
-                    got = pending.event.wait(min(self.request_timeout_s, max(0.0, deadline - self.clock.now())) or 0.001)
+                    got = pending.event.wait(min(self.request_timeout_s, max(0.001, deadline - time.monotonic())))
                 finally:
                     with self._lock:
                         self._pending.pop(("hello", nonce), None)
                 if got:
                     break
-                if self.clock.now() >= deadline:
+                if time.monotonic() >= deadline:
                     with self._lock:
                         self._c["timeouts"] += 1
                     raise DeviceNotConnectedError(f"{self.name}: no handshake answer from {self.port} "

@@ -8,6 +8,7 @@ Split from host.py only to keep files small; these methods use BridgeHost's attr
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from firmware_bridge.errors import DeviceNotConnectedError, DeviceRejectedError,
 from firmware_bridge.framer import FrameError
 from firmware_bridge.link import SerialLink
 from firmware_bridge.state import State
+from runtime.clock import Clock
 from runtime.rate import Rate
 
 log = logging.getLogger("firmware_bridge.host")
@@ -127,7 +129,8 @@ class HostThreadsMixin:
             link.close()
 
     def _supervise(self) -> None:
-        rate = Rate(100.0, self.clock, name=f"{self.name}-supervisor")
+        # Paced on the real clock: this thread waits in real time even when tests inject a FakeClock.
+        rate = Rate(100.0, Clock(), name=f"{self.name}-supervisor")
         outage = False
         next_attempt = 0.0
         while not self._stop.is_set():
@@ -153,7 +156,7 @@ class HostThreadsMixin:
                     self._open_link()
                     needs_hs = True
                 if needs_hs or (outage and not silent):
-                    self._handshake(deadline=self.clock.now() + 0.5)
+                    self._handshake(deadline=time.monotonic() + 0.5)
                     if outage:
                         with self._lock:
                             self._c["reconnects"] += 1

@@ -224,3 +224,21 @@ def test_concurrent_senders_keep_wire_order(start_emulator, tmp_path):
     emu.stop()
     assert "ERR_REPLAY" not in faults and "ERR_STALE" not in faults, faults
     assert len(read_applied(log)) == 400
+
+
+def test_injected_fake_clock_stamps_commands_and_states(start_emulator):
+    """Timestamps come from the injected clock (waiting stays real-time, so nothing hangs)."""
+    from runtime.clock import FakeClock
+
+    clock = FakeClock(100.0)
+    emu = start_emulator()
+    with BridgeHost(emu.port, clock=clock) as bridge:
+        bridge.arm()
+        assert bridge.latest_state(max_age_s=0.0).t_host_receive == 100.0
+        clock.advance(0.5)
+        bridge.send_targets(bridge.latest_state().positions, t_target=100.52)
+        st = bridge.state.wait_newer(bridge.state.peek().seq, 2.0)
+        while st is not None and st.value.last_applied_seq != bridge.last_sent_seq:
+            st = bridge.state.wait_newer(st.seq, 2.0)
+        assert st is not None and st.value.echo_host_time_us == 100_500_000
+        assert st.value.t_host_receive == 100.5
