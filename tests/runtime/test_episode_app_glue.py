@@ -165,3 +165,22 @@ def test_make_episode_builds_a_local_runner():
     runner = make_episode(app)
     assert runner.machine.config.image_size == (640, 480)
     assert type(runner.planner).__name__ == "InProcessPlanner"
+
+
+def test_remote_planner_from_config_options(tmp_path):
+    from runtime.planner.client import PlannerClient
+
+    cfg = RuntimeConfig()
+    options = {"client": {"heartbeat_period_s": 0.5, "liveness_s": 2.0, "max_side_px": 320},
+               "curve": {"secret_key_file": "robot.key_secret", "server_public_key_file": "server.key"}}
+    remote = cfg.model_copy(update={"planner": cfg.planner.model_copy(
+        update={"backend": "remote", "address": "tcp://127.0.0.1:5557", "options": options})})
+    planner = make_planner(remote, FakeClock())
+    assert isinstance(planner, PlannerClient)
+    assert (planner.endpoint, planner.heartbeat_period_s, planner.liveness_s, planner.max_side_px) == \
+        ("tcp://127.0.0.1:5557", 0.5, 2.0, 320)
+    assert planner.curve.server_public_key_file == "server.key"
+    bad = remote.model_copy(update={"planner": remote.planner.model_copy(
+        update={"options": {"client": {"heartbeat_s": 1}}})})
+    with pytest.raises(ConfigError, match="heartbeat_s"):
+        make_planner(bad, FakeClock())
