@@ -1,6 +1,6 @@
 """Regenerate the byte-level test vectors in firmware_bridge/vectors/ (checked in).
 
-Both codecs are tested against these files: tests/firmware_bridge/test_vectors.py (Python) and the
+Both codecs are tested against these files: tests/firmware_bridge/test_fw_vectors.py (Python) and the
 `dgb.test_vectors` ctest (C). Each vector is a block::
 
     name: targets_basic

@@ -1,6 +1,6 @@
 """The checked-in byte-level vectors: the Python codec must produce exactly their events, and the
 generator must reproduce the files (a protocol change without regenerating them fails here).
-The C codec is checked against the same files by the ctest dgb.test_vectors (see test_c_build)."""
+The C codec is checked against the same files by the ctest dgb.test_vectors (see test_fw_c_build.py)."""
 
 from __future__ import annotations
 
