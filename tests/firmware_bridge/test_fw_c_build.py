@@ -4,6 +4,7 @@ test vectors and the fuzz target's corpus replay. So `python -m pytest` covers t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -21,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_cmake_build_and_ctest():
     build = cache_root() / "toplevel-build"
     build.mkdir(parents=True, exist_ok=True)
+    with open(build / ".lock", "w") as lock:  # concurrent test runs share this build dir
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_and_test(build)
+
+
+def _build_and_test(build: Path) -> None:
     env = dict(os.environ)
     run = dict(capture_output=True, text=True, env=env)
     cfg = subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"], **run)
