@@ -50,6 +50,7 @@ typedef struct {
     FILE *applied_log;
     unsigned long tx_dropped;
     unsigned long applied_count;
+    bool partial_pending;
 } io_ctx_t;
 
 static uint64_t now_us(void)
@@ -62,10 +63,21 @@ static uint64_t now_us(void)
 static void write_bytes(void *ctx, const uint8_t *bytes, size_t len)
 {
     io_ctx_t *io = (io_ctx_t *)ctx;
-    ssize_t n = write(io->master_fd, bytes, len);
+    ssize_t n;
+    if (io->partial_pending) {
+        /* A previous frame went out cut short: end it with a delimiter so that only it is lost. */
+        static const uint8_t delim = 0u;
+        if (write(io->master_fd, &delim, 1u) != 1) {
+            io->tx_dropped++;
+            return;
+        }
+        io->partial_pending = false;
+    }
+    n = write(io->master_fd, bytes, len);
     if (n != (ssize_t)len) {
         /* Nobody reading (buffer full) or a partial write: the frame is lost, the host resyncs. */
         io->tx_dropped++;
+        io->partial_pending = n > 0;
     }
 }
 
