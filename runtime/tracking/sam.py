@@ -36,7 +36,8 @@ def _pil_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndar
         center = (xx + 0.5) * scale
         xmin = max(int(center - support + 0.5), 0)
         xmax = min(int(center + support + 0.5), in_size) - xmin
-        taps = np.array([max(0.0, 1.0 - abs((x + xmin - center + 0.5) / filterscale)) for x in range(xmax)])
+        ss = 1.0 / filterscale
+        taps = np.array([max(0.0, 1.0 - abs((x + xmin - center + 0.5) * ss)) for x in range(xmax)])
         total = taps.sum()
         if total != 0:
             taps = taps / total
@@ -58,7 +59,12 @@ def _resample_axis(image: np.ndarray, axis: int, index: np.ndarray, weight: np.n
 
 
 def pil_bilinear_resize(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Resize HxWxC uint8 like PIL `Image.resize(size, BILINEAR)` (horizontal pass, then vertical)."""
+    """Resize HxWxC uint8 like PIL `Image.resize(size, BILINEAR)` (horizontal pass, then vertical).
+
+    Bit-exact with Pillow when upscaling, which is SAM's case for every camera up to 1024 px on its
+    long side (640x480 -> 1024x768). When shrinking, recent Pillow sometimes runs the vertical pass
+    first; results then differ by at most 1 grey level on some pixels.
+    """
     h, w = image.shape[:2]
     out = image
     if out_hw[1] != w:

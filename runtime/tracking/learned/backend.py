@@ -1,21 +1,32 @@
-"""Run one exported graph: ONNX Runtime (CPU/CUDA) or a TensorRT engine, with per-graph latency stats.
+"""Run one exported tracker graph through the shared inference backends, with per-graph latency stats.
 
-A thin local wrapper until the shared runtime.inference backends land; every call blocks the calling
-(tracker) thread for one inference and releases the GIL inside the engine.
+The backends (runtime.inference: ONNX Runtime with CPU/CUDA/TensorRT providers, native TensorRT)
+are shared with the controller; this adds the tracker's shape check (a frame-sized mistake is a
+clear ModelError, not an engine crash) and a LatencyStats per graph. `run` blocks the calling
+(tracker) thread for one inference; the engines release the GIL while they compute.
 """
 
 from __future__ import annotations
 
 import pathlib
 import time
+from dataclasses import asdict
 
 import numpy as np
 
-from runtime.errors import ModelError, require
+from runtime.errors import ModelError
+from runtime.inference import open_backend
 from runtime.stats import LatencyStats
 from runtime.tracking.learned.manifest import GraphSpec
 
 BACKENDS = ("onnxruntime", "tensorrt")
+
+
+def shared_spec(spec: GraphSpec):
+    """The tracker's GraphSpec as runtime.controller.manifest.GraphSpec (same fields)."""
+    from runtime.controller.manifest import GraphSpec as SharedGraphSpec
+
+    return SharedGraphSpec.from_dict(asdict(spec))
 
 
 class GraphRunner:
@@ -29,26 +40,8 @@ class GraphRunner:
         self.spec = spec
         self.stats = LatencyStats(capacity=10_000)
         self._input_shapes = {t.name: tuple(t.shape) for t in spec.inputs}
-        self._output_names = [t.name for t in spec.outputs]
-        if backend == "tensorrt":
-            from runtime.tracking.learned.tensorrt_engine import TensorRTEngine
-
-            if not spec.engine:
-                raise ModelError(f"graph '{name}' has no TensorRT engine; export with --tensorrt on the target")
-            self._engine = TensorRTEngine(pathlib.Path(directory) / spec.engine, self._output_names)
-            self._run = self._engine.run
-        else:
-            ort = require("onnxruntime", "ort", "running the exported tracker")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            try:
-                self._session = ort.InferenceSession(str(pathlib.Path(directory) / spec.file), options,
-                                                     providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own exception types
-                raise ModelError(f"cannot load graph '{name}' ({spec.file}): {exc}") from exc
-            self._run = lambda feeds: dict(zip(self._output_names, self._session.run(self._output_names, feeds), strict=False))
+        options = {"threads": threads} if backend == "onnxruntime" else {}
+        self._backend = open_backend(backend, directory, shared_spec(spec), **options)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for key, shape in self._input_shapes.items():
@@ -57,6 +50,9 @@ class GraphRunner:
                 got = None if value is None else tuple(value.shape)
                 raise ModelError(f"graph '{self.name}' input '{key}' must have shape {shape}, got {got}")
         t0 = time.perf_counter()
-        out = self._run(feeds)
+        out = self._backend.run(feeds)
         self.stats.add(time.perf_counter() - t0)
         return out
+
+    def close(self) -> None:
+        self._backend.close()

@@ -1,0 +1,144 @@
+"""Learned tracker latency: exported Cutie (+ SAM) per graph on this CPU, vs PyTorch InferenceCore.
+
+What it measures (random weights at the packages' own architectures; weights do not change cost):
+  * Cutie per graph (encode_image, segment, encode_mask every 5th frame) and per frame, p50/p99,
+    through CutieTracker on ONNX Runtime (CPU, 2 threads) over a synthetic moving-object video at
+    640x480 (upstream's full resolution);
+  * the same sequence through PyTorch InferenceCore (eager, CPU) for comparison;
+  * SAM image encoder and box decoder (vit_b here) per call.
+What it cannot measure here: TensorRT / CUDA on the Jetson (no GPU), SAM vit_h and Cutie base
+with real checkpoints (not downloadable; cost is the same as random weights of the same shape).
+
+    python benchmarks/tracker.py --quick --out bench-out/tracker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import tempfile
+import time
+import warnings
+
+if __package__ in (None, ""):  # run as a script: make the checkout importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+
+NOT_MEASURED = [
+    "TensorRT engines on Jetson Orin (fp32/fp16): no GPU or TensorRT on this machine",
+    "ONNX Runtime CUDA execution provider: no GPU",
+    "SAM vit_h / vit_l (upstream uses vit_h): export is >2 GB and its CPU encoder takes tens of seconds",
+]
+
+
+def _summ(samples_s) -> dict:
+    from benchmarks.common.timing import summarize
+
+    return summarize(samples_s, "ms")
+
+
+def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
+    """Export a random-weight tracker, time it per graph, return JSON-serialisable results."""
+    import torch
+
+    from benchmarks.common.machine import machine_info
+    from export.tracker.exporter import TrackerExportRequest, export_tracker
+    from runtime.tracking.cutie import CutieTracker
+    from runtime.tracking.learned.synthetic import moving_object_video
+    from runtime.tracking.sam import SamBoxSegmenter
+
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cutie_config = opts.get("cutie_config", "small" if quick else "base")
+    n_frames = int(opts.get("frames", 12 if quick else 40))
+    sam_type = opts.get("sam_type", "vit_b")
+    with_sam = bool(opts.get("with_sam", True))
+    height, width = 480, 640
+    results: dict = {"benchmark": "tracker", "quick": quick, "machine": machine_info(),
+                     "device": "cpu", "backend": "onnxruntime CPUExecutionProvider, 2 threads",
+                     "cutie_config": cutie_config, "frame_hw": [height, width], "frames": n_frames,
+                     "not_measured": NOT_MEASURED}
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
+        model_dir = pathlib.Path(tmp) / "model"
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_tracker(TrackerExportRequest(output=model_dir, random_init=True, cutie_config=cutie_config,
+                                                with_sam=with_sam, sam_type=sam_type, height=height, width=width))
+        results["export_s"] = time.perf_counter() - t0
+        frames, masks = moving_object_video(n_frames)
+        tracker = CutieTracker(model_dir)
+        frame_s = []
+        tracker.init(frames[0], mask=masks[0])
+        for frame in frames[1:]:
+            t = time.perf_counter()
+            tracker.track(frame)
+            frame_s.append(time.perf_counter() - t)
+        results["cutie_onnxruntime"] = {
+            "per_graph_ms": {name: _summ(r.stats.samples()) for name, r in tracker.runners.items()},
+            "per_frame_ms": _summ(frame_s),
+        }
+        # PyTorch eager reference, same frames, same settings (upstream's get_mask loop)
+        from cutie.inference.inference_core import InferenceCore
+
+        from export.tracker.cutie_model import build_cutie
+
+        torch.set_grad_enabled(False)
+        (ckpt,) = sorted(model_dir.glob("cutie_*_random_seed*.pth"))
+        net = build_cutie(cutie_config, checkpoint=ckpt)
+        processor = InferenceCore(net, cfg=net.cfg)
+        processor.max_internal_size = -1
+        torch_s = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i, frame in enumerate(frames):
+                image = torch.from_numpy(frame[..., ::-1].copy()).permute(2, 0, 1).float() / 255
+                t = time.perf_counter()
+                if i == 0:
+                    processor.step(image, torch.from_numpy(masks[0]), objects=[0, 1])
+                else:
+                    processor.step(image)
+                    torch_s.append(time.perf_counter() - t)
+        results["cutie_pytorch_eager"] = {"per_frame_ms": _summ(torch_s), "torch_threads": torch.get_num_threads()}
+        p50_ort = results["cutie_onnxruntime"]["per_frame_ms"]["p50"]
+        p50_torch = results["cutie_pytorch_eager"]["per_frame_ms"]["p50"]
+        results["speedup_p50_vs_pytorch"] = p50_torch / p50_ort if p50_ort else None
+        if with_sam:
+            sam = SamBoxSegmenter(model_dir)
+            calls = 2 if quick else 5
+            for i in range(calls):
+                sam.segment(frames[i], [122, 142, 262, 242])
+            results["sam_onnxruntime"] = {"sam_type": sam_type,
+                                          "per_graph_ms": {n: _summ(r.stats.samples()) for n, r in sam.runners.items()}}
+    (out_dir / "tracker.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Example: python benchmarks/tracker.py --quick --out bench-out/tracker"""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small Cutie, 12 frames, 2 SAM calls")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench-out/tracker"))
+    parser.add_argument("--cutie-config", choices=("base", "small"))
+    parser.add_argument("--frames", type=int)
+    parser.add_argument("--no-sam", action="store_true")
+    args = parser.parse_args(argv)
+    opts = {k: v for k, v in {"cutie_config": args.cutie_config, "frames": args.frames}.items() if v}
+    if args.no_sam:
+        opts["with_sam"] = False
+    results = run(args.quick, args.out, **opts)
+    cut = results["cutie_onnxruntime"]
+    print(json.dumps({"cutie_config": results["cutie_config"],
+                      "per_graph_p50_ms": {k: round(v["p50"], 1) for k, v in cut["per_graph_ms"].items()},
+                      "per_graph_p99_ms": {k: round(v["p99"], 1) for k, v in cut["per_graph_ms"].items()},
+                      "frame_p50_ms": round(cut["per_frame_ms"]["p50"], 1),
+                      "pytorch_frame_p50_ms": round(results["cutie_pytorch_eager"]["per_frame_ms"]["p50"], 1),
+                      "sam_p50_ms": {k: round(v["p50"], 1) for k, v in
+                                     results.get("sam_onnxruntime", {}).get("per_graph_ms", {}).items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
