@@ -116,6 +116,7 @@ class PlannerClient:
         self._prefix = uuid.uuid4().hex[:8]
         self._stopped = False
         self._t_started: float | None = None
+        self._hello_sent = False
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> PlannerClient:
@@ -237,7 +238,7 @@ class PlannerClient:
         poller.register(monitor, zmq.POLLIN)
         poller.register(self._wakeup.fileno(), zmq.POLLIN)
         last_hello = last_ping = -1e18
-        hello_sent = False
+        self._hello_sent = False
         t_link = self.clock.now()  # when this socket started waiting to be heard from
         try:
             while not self._stop.is_set():
@@ -246,7 +247,7 @@ class PlannerClient:
                     timeout_ms = self._poll_timeout_ms(now, last_ping, self.heartbeat_period_s)
                 else:
                     timeout_ms = self._poll_timeout_ms(
-                        now, last_hello, self.heartbeat_period_s if hello_sent else min(0.02, self.heartbeat_period_s))
+                        now, last_hello, self.heartbeat_period_s if self._hello_sent else min(0.02, self.heartbeat_period_s))
                 try:
                     events = dict(poller.poll(timeout_ms))
                 except zmq.ZMQError as exc:
@@ -262,10 +263,10 @@ class PlannerClient:
                 now = self.clock.now()
                 # Until the handshake: re-send hello every heartbeat, or within 20 ms while the
                 # connection is not up yet (IMMEDIATE makes the send fail instead of queueing it).
-                hello_every = self.heartbeat_period_s if hello_sent else min(0.02, self.heartbeat_period_s)
+                hello_every = self.heartbeat_period_s if self._hello_sent else min(0.02, self.heartbeat_period_s)
                 if not self._handshaken and now - last_hello >= hello_every:
                     last_hello = now
-                    hello_sent = self._send(sock, wire.hello(self.name))
+                    self._hello_sent = self._send(sock, wire.hello(self.name))
                 elif self._handshaken and now - last_ping >= self.heartbeat_period_s:
                     last_ping = now
                     self._send(sock, wire.ping(f"ping-{next(self._ids)}"))
@@ -290,7 +291,7 @@ class PlannerClient:
                             if p.sent and p.resends < self.max_resends:
                                 p.sent, p.resends = False, p.resends + 1
                     last_hello = -1e18
-                    hello_sent = False
+                    self._hello_sent = False
                     t_link = now
         finally:
             self._close(sock, monitor)
@@ -331,7 +332,9 @@ class PlannerClient:
                 log.warning("planner client monitor failed: %s", exc)
                 return
             kind, value = event["event"], event["value"]
-            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if kind == zmq.EVENT_DISCONNECTED:
+                self._on_disconnected()
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.link_error = ""
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self.link_error = (f"the server refused this client's CURVE key (ZAP status {value}): "
@@ -341,6 +344,17 @@ class PlannerClient:
                                    + ("is the pinned server public key the server's, and does the server use "
                                       "CURVE?" if self.curve is not None else
                                       "the server probably requires CURVE (pass the client and server keys)"))
+
+    def _on_disconnected(self) -> None:
+        """The TCP connection dropped (server restarted, network blip): ZeroMQ reconnects by itself,
+        but requests the old connection carried are lost. Mark them for re-sending (bounded) and redo
+        the handshake with whoever answers next."""
+        with self._lock:
+            self._handshaken = False
+            self._hello_sent = False
+            for p in self._pending.values():
+                if p.sent and p.resends < self.max_resends:
+                    p.sent, p.resends = False, p.resends + 1
 
     def _poll_timeout_ms(self, now: float, last_beat: float, period_s: float) -> int:
         wake_at = last_beat + period_s

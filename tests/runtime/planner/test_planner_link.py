@@ -159,11 +159,13 @@ def test_queue_full_answers_busy_at_once(head_image):
         deadline = time.monotonic() + 2.0
         while not any(c.done() for c in calls) and time.monotonic() < deadline:
             time.sleep(0.01)
-        done = [c.reply() for c in calls if c.done()]
-        assert len(done) == 1 and done[0].error_code == "busy" and "queue full" in done[0].error_message
+        # Whatever is refused is refused at once, while the backend still holds the first job.
+        busy = [c.reply() for c in calls if c.done()]
+        assert busy and all(r.error_code == "busy" and "queue full" in r.error_message for r in busy)
         backend.release.set()
         replies = [c.wait(3.0) for c in calls]
-        assert sorted(r.ok for r in replies) == [False, True, True]
+        accepted = [r for r in replies if r.error_code != "busy"]
+        assert 1 <= len(accepted) <= 2 and all(r.ok for r in accepted)  # 1 worker + 1 queued at most
 
 
 def test_dead_server_is_unreachable_and_the_link_recovers(fake_vlm, head_image):
@@ -337,3 +339,32 @@ def test_extra_fields_in_an_answer_never_reach_the_runtime(head_image):
     with PlannerServer(SteeringBackend(), "tcp://127.0.0.1:*") as server, client_for(server) as client:
         _, reply = ask_bbox(client, head_image)
     assert reply.ok and set(reply.result) == {"bbox", "label", "image_id", "image_size"}
+
+
+def test_request_in_flight_survives_a_server_restart(head_image):
+    """The server dies with a request in flight and a new one comes up on the same address: the client
+    notices the dropped connection, redoes the handshake and re-sends the request (once)."""
+    with zmq.Context() as ctx:
+        s = ctx.socket(zmq.ROUTER)
+        port = s.bind_to_random_port("tcp://127.0.0.1")
+        s.close(0)
+    endpoint = f"tcp://127.0.0.1:{port}"
+    stuck = SleepyBackend(30.0)
+    with PlannerClient(endpoint, heartbeat_period_s=0.2, liveness_s=5.0) as client:
+        first = PlannerServer(stuck, endpoint, workers=1).start()
+        try:
+            assert client.wait_connected(3.0)
+            call = client.submit("bbox", {"head": head_image}, episode_id="e", timeout_s=8.0, instruction="x")
+            deadline = time.monotonic() + 3.0
+            while first.counters["requests"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert first.counters["requests"] == 1
+        finally:
+            first.stop(timeout_s=0.2)  # dies with the request unanswered (its worker stays stuck)
+        try:
+            with PlannerServer(SleepyBackend(0.0), endpoint) as second:
+                reply = call.wait(8.0)
+                assert reply.ok, reply.error_message
+                assert second.counters["requests"] == 1 and client.state == LinkState.CONNECTED
+        finally:
+            stuck.release.set()
