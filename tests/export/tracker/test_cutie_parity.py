@@ -74,3 +74,16 @@ def test_frames_not_a_multiple_of_16_are_padded_like_cutie(tmp_path):
     assert rows[0][4].mask.shape == (120, 150)
     assert max(r[0] for r in rows) <= 1e-3
     assert min(r[1] for r in rows) >= 0.99
+
+
+def test_target_only_export_matches_inference_core_with_one_object(tmp_path):
+    """--objects target: Cutie tracks only object 1 (InferenceCore with objects=[1])."""
+    export_dir = export_random_tracker(tmp_path / "target", 128, 160, objects="target")
+    frames, masks = moving_object_video(8, height=128, width=160, radius_px=(22, 16), step_px=(3.0, 1.0))
+    ours, ref = CutieTracker(export_dir), ReferenceCutie(export_dir, objects=(1,))
+    assert ours.settings.object_ids == [1]
+    for i, frame in enumerate(frames):
+        result = ours.init(frame, mask=masks[0]) if i == 0 else ours.track(frame)
+        ref_prob, ref_mask = ref.init(frame, masks[0]) if i == 0 else ref.step(frame)
+        assert np.abs(result.prob - ref_prob).max() <= 1e-3
+        assert iou(result.mask, ref_mask) >= 0.99
