@@ -224,6 +224,14 @@ def run(quick: bool, out_dir: pathlib.Path, rates=(50, 100, 200, 500), model_dir
         r = _loop_once(hz, dur, fifo, 0.5)
         results["scenarios"].append({"scenario": "idle", **r})
     mdir = pathlib.Path(model_dir) if model_dir else cached_model_dir()
+    if not model_dir and not (mdir / "manifest.json").is_file():
+        from runtime.config.models import ensure_model
+        from runtime.errors import DexGraspError
+
+        try:
+            mdir = ensure_model(progress=False)  # once per exporter version (needs torch)
+        except DexGraspError as exc:
+            notes.append(f"could not make the small model: {exc}")
     if (mdir / "manifest.json").is_file():
         load_rates = rates if not quick else [hz for hz in rates if hz in (200, 500)] or list(rates)
         for hz in load_rates:

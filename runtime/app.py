@@ -30,6 +30,7 @@ from runtime.execution.requests import ChunkRequests
 from runtime.execution.safety import JointLimits, SafetyFilter
 from runtime.mailbox import Mailbox
 from runtime.realtime import (
+    GilHoldingClock,
     SwitchInterval,
     apply_thread_realtime,
     apply_worker_priorities,
@@ -214,9 +215,12 @@ class App:
         limits = JointLimits.from_config(robot, cfg.safety)
         rt = cfg.control.realtime
         if not separate:
+            loop_clock = clock
+            if rt.loop_spin_us > 0 and type(clock) is Clock:
+                loop_clock = GilHoldingClock(rt.loop_spin_us / 1e6)
             self.loop = ControlLoop(
                 self.bridge, ChunkExecutor.from_config(cfg), SafetyFilter(limits, 1.0 / cfg.control.rate_hz),
-                self.chunks, self.requests, cfg.control.rate_hz, clock,
+                self.chunks, self.requests, cfg.control.rate_hz, loop_clock,
                 max_state_age_s=cfg.safety.max_state_age_ms / 1e3,
                 max_perception_age_s=cfg.safety.max_perception_age_ms / 1e3,
                 perception_age_s=self._perception_age_s, auto_rearm=cfg.safety.auto_rearm,

@@ -80,6 +80,9 @@ class RealtimeConfig(Section):
     # bursts; if the OS preempts one mid-burst, the control loop waits for the GIL (priority
     # inversion). A low SCHED_FIFO priority (below the loop's) keeps those bursts short.
     worker_sched_fifo_priority: int | None = Field(default=None, ge=1, le=98)
+    # Last stretch before each loop deadline spent busy-waiting *with* the GIL (0 = the shared
+    # Clock's GIL-yielding spin): the loop wakes holding the GIL instead of queueing for it.
+    loop_spin_us: float = Field(default=0.0, ge=0, le=2000)
     # Niceness of the policy worker (inference: the bulk of the CPU time; stays SCHED_OTHER).
     policy_nice: int | None = Field(default=None, ge=-20, le=19)
 

@@ -188,10 +188,10 @@ class ControlLoop:
         self._drain_commands(now)
         state = self._read_state()
         if self._stopped:
-            return self._hold("protective_stop", now, send=False)
+            return self._hold("protective_stop", now)
         if state is None:
             self._need_resync = True
-            return self._hold("robot_state_stale" if self.bridge.link_up else "link_down", now, send=False)
+            return self._hold("robot_state_stale" if self.bridge.link_up else "link_down", now)
         self.last_state = state
         self.publish("joint_state", state)
         if self._need_resync and not self._resync(state, now):
@@ -244,10 +244,10 @@ class ControlLoop:
         """Restart the command stream from the measured position (after start, link loss, stop)."""
         if getattr(self.bridge, "needs_rearm", False) or not getattr(self.bridge, "armed", True):
             if not (self.auto_rearm or self.hold_reason == "starting"):
-                self._hold("needs_rearm", now, send=False)
+                self._hold("needs_rearm", now)
                 return False
             if not self._try(self.bridge.arm, "arm"):
-                self._hold("arm_failed", now, send=False)
+                self._hold("arm_failed", now)
                 return False
         positions = np.asarray(state.positions, dtype=np.float64)
         self.safety.reset(positions)
@@ -270,7 +270,8 @@ class ControlLoop:
         self.publish("command", q_cmd, t_target)
         return sent
 
-    def _hold(self, reason: str, now: float, send: bool) -> None:
+    def _hold(self, reason: str, now: float) -> None:
+        """Hold without sending (no link, no session, protective stop: the firmware holds itself)."""
         self._set_hold(reason, now, None)
         return None
 

@@ -241,6 +241,7 @@ def child_main(cfg_dict: dict, conn) -> None:
     from runtime.execution.loop import ControlLoop
     from runtime.execution.safety import JointLimits, SafetyFilter
     from runtime.realtime import (
+        GilHoldingClock,
         SwitchInterval,
         apply_thread_realtime,
         apply_worker_priorities,
@@ -278,7 +279,8 @@ def child_main(cfg_dict: dict, conn) -> None:
     sender_thread.start()
 
     cfg = config_from_dict(cfg_dict, "control process")
-    clock = Clock()
+    rt_cfg = cfg.control.realtime
+    clock = GilHoldingClock(rt_cfg.loop_spin_us / 1e6) if rt_cfg.loop_spin_us > 0 else Clock()
     rt = cfg.control.realtime
     try:
         handle = make_bridge(cfg, clock)
