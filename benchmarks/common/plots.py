@@ -33,8 +33,17 @@ def _grid(n: int, max_cols: int = 2) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _unit_in(label: str) -> str | None:
+    """The unit a label names in brackets ("rtt [us]" -> "us"), so series in us are not called ms."""
+    if label.endswith("]") and "[" in label:
+        unit = label[label.rindex("[") + 1:-1].strip()
+        return unit or None
+    return None
+
+
 def latency_histograms(series: dict[str, list[float]], path: pathlib.Path, title: str, unit: str = "ms") -> pathlib.Path:
-    """One histogram per series (values in `unit`), p50/p99/max as vertical lines."""
+    """One histogram per series (values in `unit`, or the unit a label names in brackets), p50 / p99 /
+    max as vertical lines; a log count axis when the tail is long; a strip of dots under 20 samples."""
     plt = _pyplot()
     items = [(k, np.asarray(v, dtype=float)) for k, v in series.items() if len(v)]
     if not items:
@@ -43,17 +52,21 @@ def latency_histograms(series: dict[str, list[float]], path: pathlib.Path, title
     fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 3.2 * rows), squeeze=False)
     for ax, (label, x) in zip(axes.flat, items, strict=False):
         x = x[np.isfinite(x)]
+        unit_here = _unit_in(label) or unit
         if x.size < 20:  # too few for a histogram: show every sample
             ax.plot(x, np.zeros_like(x), "o", color=COLORS[0], alpha=0.8, markersize=7)
             ax.set_yticks([])
         else:
             ax.hist(x, bins=min(60, max(10, x.size // 5)), color=COLORS[0], alpha=0.85)
+            if x.max() > 5 * max(float(np.median(x)), 1e-12):
+                ax.set_yscale("log")  # long tail: keep the rare slow samples visible
         for q, style, name in ((50, "-", "p50"), (99, "--", "p99")):
             v = float(np.percentile(x, q))
-            ax.axvline(v, color="k", linestyle=style, linewidth=1, label=f"{name} {v:.3g} {unit}")
-        ax.axvline(float(x.max()), color=COLORS[3], linestyle=":", linewidth=1, label=f"max {x.max():.3g} {unit}")
+            ax.axvline(v, color="k", linestyle=style, linewidth=1, label=f"{name} {v:.3g} {unit_here}")
+        ax.axvline(float(x.max()), color=COLORS[3], linestyle=":", linewidth=1,
+                   label=f"max {x.max():.3g} {unit_here}")
         ax.set_title(f"{label} (n={x.size})", fontsize=10)
-        ax.set_xlabel(f"latency [{unit}]")
+        ax.set_xlabel(f"latency [{unit_here}]")
         ax.set_ylabel("count" if x.size >= 20 else "samples")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(items):]:
@@ -170,7 +183,7 @@ def controller_bars(rows: list[dict], path: pathlib.Path, title: str) -> pathlib
     series = [(k, name) for k, name in series if any(r.get(k) for r in rows)]
     if not rows or not series:
         raise ValueError(f"no controller latencies to plot for {title!r}")
-    fig, ax = plt.subplots(figsize=(max(6, 2.6 * len(rows) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(8, 2.6 * len(rows) + 3), 4.4))
     width = 0.8 / len(series)
     for j, (key, name) in enumerate(series):
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(rows))]
@@ -184,7 +197,7 @@ def controller_bars(rows: list[dict], path: pathlib.Path, title: str) -> pathlib
     ax.set_ylabel("latency per inference [ms] (log)")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

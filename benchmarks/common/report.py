@@ -128,7 +128,7 @@ def render_markdown(results: dict) -> str:
         f"- **Mode:** {'quick' if results.get('quick') else 'full'}; started {results.get('started_utc')} UTC; "
         f"wall time {fmt(results.get('wall_time_s'))} s",
         f"- **Commit:** {git.get('commit') or '—'}{' (uncommitted changes)' if git.get('dirty') else ''}",
-        f"- **Config:** {(results.get('config') or {}).get('path') or 'built-in defaults'}; "
+        f"- **Config:** {(results.get('config') or {}).get('path') or 'none given (configs/sim.yaml where one is needed)'}; "
         f"model: {(results.get('options') or {}).get('model_dir') or 'made by the benchmarks'}",
         f"- **Load average** (1 / 5 / 15 min) before: {_load(results.get('load_before'))}; after: "
         f"{_load(results.get('load_after'))} (on a {(m.get('cpu') or {}).get('usable_cores')}-core machine; "
