@@ -1,6 +1,6 @@
 """Run every latency benchmark and write results.json, report.md and PNG plots.
 
-    python benchmarks/run_all.py --quick --out bench-out          # under 3 minutes on 2 CPU cores
+    python benchmarks/run_all.py --quick --out bench-out          # short runs of every benchmark
     python benchmarks/run_all.py --out bench-full                 # full run (see docs/benchmarks.md)
     python benchmarks/run_all.py --only stages,bridge --out DIR   # a subset
     dexgrasp bench --quick --out bench-out                        # the same, via the CLI
@@ -29,7 +29,8 @@ REPO_ROOT = BENCH_DIR.parent
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The suite's options; shared with `dexgrasp bench`."""
     parser.add_argument("--quick", action="store_true",
-                        help="small preset and short runs: under 3 minutes on a 2-core CPU")
+                        help="short runs of every benchmark (small controller preset): minutes, not the "
+                             "half hour of a full run")
     parser.add_argument("--out", type=pathlib.Path, default=None, metavar="DIR",
                         help="output directory for results.json, report.md, plots/ and logs/")
     parser.add_argument("--config", type=pathlib.Path, default=None, metavar="CONFIG",
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated benchmarks to run (default: all); see --list")
     parser.add_argument("--list", action="store_true", help="list the benchmarks found and exit")
     parser.add_argument("--timeout", type=float, default=None, metavar="S",
-                        help="per-benchmark timeout in seconds (default 150 quick, 10800 full)")
+                        help="per-benchmark timeout in seconds (default 300 quick, 10800 full)")
 
 
 def _load_config(path: pathlib.Path | None) -> dict:

@@ -27,15 +27,16 @@ BUILTIN = {"matmul": "benchmarks.common.matmul"}
 #: Files in benchmarks/ that are not benchmarks.
 NOT_BENCHMARKS = {"__init__", "run_all"}
 
-#: Extra options for `--quick` runs, to keep the whole quick suite near 3 minutes on 2 cores.
+#: Extra options for `--quick` runs, to keep the whole quick suite short on 2 cores.
 #: The full run measures these too. Recorded in results.json (options.quick_overrides).
 QUICK_OPTS = {
     # Exporting SAM's ViT-B image encoder alone takes over a minute here; quick runs time Cutie only.
     "tracker": {"with_sam": False},
 }
 
-#: Whole-module timeouts (seconds). Quick: the whole suite should take under 3 minutes.
-DEFAULT_TIMEOUT_S = {"quick": 150.0, "full": 3 * 3600.0}
+#: Whole-module timeouts (seconds): a net against hangs, not a budget. Quick benchmarks take up to
+#: ~2.5 minutes each on a shared 2-core CPU, so the quick limit leaves them twice that.
+DEFAULT_TIMEOUT_S = {"quick": 300.0, "full": 3 * 3600.0}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ DESCRIPTION = """\
 Run the latency benchmarks and write DIR/results.json, DIR/report.md and DIR/plots/*.png.
 
 examples:
-  dexgrasp bench --quick --out bench-out                 # under 3 minutes on a 2-core CPU
+  dexgrasp bench --quick --out bench-out                 # short runs of every benchmark (minutes)
   dexgrasp bench --out bench-full                        # full run, paper-size controller comparison
   dexgrasp bench --only stages,bridge --out bench-out    # a subset (see --list)
   dexgrasp bench --quick --model exported/ --config configs/sim.yaml --out bench-out
