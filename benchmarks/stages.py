@@ -162,7 +162,7 @@ def run(quick: bool, out_dir: pathlib.Path, config: str | None = None, model_dir
         "measured_through": "runtime.app.App (all runtime threads) with instrumented components",
         "backend": f"{p.backend} {p.providers or ['CPUExecutionProvider']}, {p.threads} thread(s)",
         "model_dir": str(model),
-        "model_preset": _preset_of(model),
+        "model": _model_summary(model),
         "bridge": f"{bridge_kind}: {handle.description}",
         "camera": f"synthetic {cfg.cameras.head.width}x{cfg.cameras.head.height} @ {cfg.cameras.head.fps} fps",
         "tracker": cfg.tracker.kind,
@@ -203,12 +203,16 @@ def run(quick: bool, out_dir: pathlib.Path, config: str | None = None, model_dir
     return result
 
 
-def _preset_of(model: pathlib.Path) -> str | None:
+def _model_summary(model: pathlib.Path) -> str | None:
+    """'dinov2_vits14 head / dinov2_vits14 wrist, 4-layer DiT, 16 steps' from the manifest."""
     try:
         manifest = json.loads((model / "manifest.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return manifest.get("preset") or (manifest.get("source") or {}).get("preset")
+    arch = manifest.get("arch") or {}
+    return (f"{arch.get('head_model_type')} head / {arch.get('wrist_model_type')} wrist, "
+            f"{arch.get('n_layer')}-layer DiT, {manifest.get('num_inference_steps')} DDIM steps, "
+            f"{manifest.get('precision')}")
 
 
 def _stage_table(stages_ms: dict, o2a: dict) -> dict:
