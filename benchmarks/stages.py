@@ -218,13 +218,20 @@ def _model_summary(model: pathlib.Path) -> str | None:
 def _stage_table(stages_ms: dict, o2a: dict) -> dict:
     from benchmarks.common.pipeline_probe import LANE
 
-    rows = [[stage, LANE[stage], s["count"], s["p50"], s["p99"], s["max"]] for stage, s in stages_ms.items()]
-    rows.append(["observation -> actuation", "end to end", o2a["count"], o2a["p50"], o2a["p99"], o2a["max"]])
+    def share(p50):
+        total = o2a.get("p50")
+        return f"{100.0 * p50 / total:.1f} %" if p50 is not None and total else None
+
+    rows = [[stage, LANE[stage], s["count"], s["p50"], s["p99"], s["max"], share(s["p50"])]
+            for stage, s in stages_ms.items()]
+    rows.append(["observation -> actuation", "end to end", o2a["count"], o2a["p50"], o2a["p99"], o2a["max"],
+                 "100 %" if o2a.get("p50") else None])
     return {"title": "Per-stage latency in the running App [ms]",
-            "columns": ["stage", "thread", "count", "p50", "p99", "max"], "rows": rows,
+            "columns": ["stage", "thread", "count", "p50", "p99", "max", "share of obs->act p50"], "rows": rows,
             "note": "capture: frame timestamp -> frame delivered; command sent: one control cycle's "
                     "send_targets (serial write); observation -> actuation: chunk observation time -> "
-                    "end of the first serial write of an action computed from it."}
+                    "end of the first serial write of an action computed from it. The shares do not "
+                    "add up to 100 %: the rest is waiting (for the next frame, the tracker, a control tick)."}
 
 
 def main(argv: list[str] | None = None) -> int:

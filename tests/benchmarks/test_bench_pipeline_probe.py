@@ -129,3 +129,13 @@ def test_a_frame_in_inference_keeps_its_spans_while_newer_frames_arrive():
     rec.span(0.0, "command sent", 19.0, 19.0001)
     assert set(rec.spans_of(0.0)) == {"capture", "command sent"}
     assert rec.spans_of(1.0) == {}  # an ordinary old frame is forgotten
+
+
+def test_stage_table_shows_each_stage_share_of_observation_to_actuation():
+    from benchmarks.stages import _stage_table
+
+    table = _stage_table({"encoder": {"count": 3, "p50": 60.0, "p99": 70.0, "max": 71.0}},
+                         {"count": 3, "p50": 80.0, "p99": 90.0, "max": 95.0})
+    assert table["rows"][0][-1] == "75.0 %"
+    assert table["rows"][-1][:2] == ["observation -> actuation", "end to end"]
+    assert len(table["columns"]) == len(table["rows"][0])
