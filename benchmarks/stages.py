@@ -220,7 +220,10 @@ def _stage_table(stages_ms: dict, o2a: dict) -> dict:
 
     def share(p50):
         total = o2a.get("p50")
-        return f"{100.0 * p50 / total:.1f} %" if p50 is not None and total else None
+        if p50 is None or not total:
+            return None
+        pct = 100.0 * p50 / total
+        return f"{pct:.1f} %" if pct >= 1 else f"{pct:.3f} %"
 
     rows = [[stage, LANE[stage], s["count"], s["p50"], s["p99"], s["max"], share(s["p50"])]
             for stage, s in stages_ms.items()]
