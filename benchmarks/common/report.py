@@ -103,6 +103,13 @@ def not_measured_rows(results: dict) -> list[dict]:
     return unique
 
 
+def _ran_on(record: dict) -> str:
+    """What a benchmark says it ran on (its `device` and `backend` fields), or a dash."""
+    res = record.get("result") or {}
+    parts = [str(res[k]) for k in ("device", "backend") if res.get(k)]
+    return "; ".join(parts)[:120] if parts else "—"
+
+
 def _setup(setup: dict) -> str:
     m = setup.get("model") or {}
     if m.get("status") == "ok":
@@ -146,8 +153,8 @@ def render_markdown(results: dict) -> str:
         "",
         "## Benchmarks",
         "",
-        markdown_table(["benchmark", "status", "duration [s]", "reason"],
-                       [[n, r.get("status"), r.get("duration_s"), _first_line(r.get("reason", ""))]
+        markdown_table(["benchmark", "status", "duration [s]", "ran on", "reason"],
+                       [[n, r.get("status"), r.get("duration_s"), _ran_on(r), _first_line(r.get("reason", ""))]
                         for n, r in (results.get("benchmarks") or {}).items()]),
     ]
     plots = results.get("plots") or []

@@ -172,7 +172,7 @@ def test_report_has_tables_and_not_measured_section(suite_run):
     assert "## Targets (DESIGN.md)" in md
     assert "| what | goal | measured | status | note |" in md
     assert "| Serial command->state round trip p99 at 500 Hz (pseudo-terminal) | < 5 ms, no lost frames | 1.50 ms | pass |" in md
-    assert "## Benchmarks" in md and "| control_loop | error |" in md
+    assert "## Benchmarks" in md and "| control_loop | error |" in md and "| pty |" in md
     assert "## bridge" in md and "runs[1].rtt_ms" in md  # per-benchmark latency table
     nm = md.split("## Not measured here", 1)[1]
     assert "TensorRT" in nm and "USB-CDC to a real MCU" in nm and "benchmark 'planner' (all of it)" in nm
