@@ -149,6 +149,7 @@ def run_suite(args: argparse.Namespace, command: str, bench_dir: pathlib.Path = 
     results = to_jsonable(results)
     report.write_json(out / "results.json", results)
     (out / "report.md").write_text(report.render_markdown(results))
+    (out / "summary.md").write_text(report.render_summary(results))
     failed = [n for n, r in records.items() if r["status"] in ("error", "timeout")]
     return results, 130 if interrupted else 1 if failed else 0
 
@@ -157,6 +158,7 @@ def print_summary(results: dict, out: pathlib.Path) -> None:
     for h in results.get("headline", []):
         print(f"  {h['status']:>24s}  {h['what']}: {h['measured']}  (goal {h['goal']})")
     print(f"report: {out / 'report.md'}\nresults: {out / 'results.json'}\n"
+          f"summary for a README: {out / 'summary.md'}\n"
           f"wall time: {results.get('wall_time_s', 0.0):.1f} s")
 
 

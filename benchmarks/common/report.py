@@ -182,3 +182,26 @@ def render_markdown(results: dict) -> str:
               markdown_table(["what", "why not", "reported by"],
                              [[r["what"], r["reason"], r["source"]] for r in results.get("not_measured", [])])]
     return "\n".join(lines) + "\n"
+
+
+def render_summary(results: dict) -> str:
+    """A short, paste-ready block for a README: machine, how to reproduce, the targets, and the
+    per-stage and controller tables when those benchmarks ran."""
+    m = results.get("machine") or {}
+    git = (m.get("git") or {}).get("commit") or "—"
+    lines = [
+        f"Measured {results.get('started_utc')} UTC on {describe(m)}, commit `{git[:10]}`, "
+        f"{'quick' if results.get('quick') else 'full'} run ({fmt(results.get('wall_time_s'))} s; load average "
+        f"before {_load(results.get('load_before'))}). Reproduce: `{results.get('command', '')}`",
+        "",
+        markdown_table(["what", "goal", "measured", "status"],
+                       [[h["what"], h["goal"], h["measured"], h["status"]] for h in results.get("headline", [])]),
+    ]
+    for name in ("stages", "controller"):
+        rec = (results.get("benchmarks") or {}).get(name) or {}
+        for table in (rec.get("result") or {}).get("tables") or []:
+            if isinstance(table, dict) and table.get("rows"):
+                lines += [f"**{fmt(table.get('title', name))}**", "",
+                          markdown_table(list(table.get("columns", [])), [list(r) for r in table["rows"]])]
+                break
+    return "\n".join(lines) + "\n"

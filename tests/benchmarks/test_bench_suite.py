@@ -217,3 +217,11 @@ def test_cli_module_imports_only_stdlib_and_shows_help():
     res = subprocess.run([sys.executable, "-m", "runtime.cli.main", "bench", "--help"], capture_output=True,
                          text=True, timeout=60, check=False)
     assert res.returncode == 0 and "--quick" in res.stdout and "dexgrasp bench --quick --out" in res.stdout
+
+
+def test_summary_is_a_short_paste_ready_block(suite_run):
+    _, _, out = suite_run
+    text = (out / "summary.md").read_text()
+    assert "Reproduce: `test`" in text and "| what | goal | measured | status |" in text
+    assert "< 5 ms, no lost frames | 1.50 ms | pass |" in text
+    assert len(text.splitlines()) < 40
