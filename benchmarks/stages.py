@@ -113,6 +113,7 @@ def run(quick: bool, out_dir: pathlib.Path, config: str | None = None, model_dir
     from runtime.clock import Clock
     from runtime.config import components
     from runtime.controller import Controller
+    from runtime.errors import StaleDataError
 
     cycles = cycles or (3 if quick else 20)
     deadline_s = 100.0 if quick else 900.0
@@ -133,7 +134,16 @@ def run(quick: bool, out_dir: pathlib.Path, config: str | None = None, model_dir
     tracker = components.make_tracker(cfg)
     app = App(cfg, clock=clock, bridge_handle=handle, cameras=cams, policy=policy,
               tracker=probe.TimedTracker(tracker, rec) if tracker is not None else None, model_dir=model)
-    state_fn["f"] = app._robot_positions
+    home = np.asarray(cfg.robot.home_positions, dtype=np.float64)
+
+    def robot_positions() -> np.ndarray:
+        """What the synthetic scene draws: the measured joints, the home pose until the first state."""
+        try:
+            return np.asarray(timed_bridge.latest_state(None).positions, dtype=np.float64)
+        except StaleDataError:
+            return home
+
+    state_fn["f"] = robot_positions
     app.chunks = probe.ChunkMailbox("chunks", clock, rec)
     t_start = time.monotonic()
     try:
