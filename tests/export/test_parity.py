@@ -55,6 +55,7 @@ def test_small_preset_parity_and_manifest(tmp_path, run_cli, save_inputs):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_dexgraspvla_preset_parity(tmp_path, run_cli, save_inputs):
     """Full size (ViT-B/14 + ViT-L/14 + 12-layer DiT): a few minutes on 2 cores."""
     _end_to_end(tmp_path, run_cli, save_inputs, "dexgraspvla")
