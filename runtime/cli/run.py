@@ -164,8 +164,10 @@ def format_summary(report: dict) -> str:
     ]
     ep = report.get("episode")
     if isinstance(ep, dict):
-        shown = ", ".join(f"{k} {v}" for k, v in ep.items() if isinstance(v, (str, int, float, bool)) and v is not None)
-        rows.insert(4, ("episode", shown[:300] or "-"))
+        keys = ("phase", "instruction", "attempts", "successes", "last_error", "planner_link")
+        shown = ", ".join(f"{k} {ep[k]!r}" if isinstance(ep[k], str) else f"{k} {ep[k]}"
+                          for k in keys if ep.get(k) not in (None, ""))
+        rows.insert(4, ("episode", shown or "-"))
     width = max(len(k) for k, _ in rows)
     head = (f"dexgrasp: {report.get('config', '?')} ran {report.get('duration_s') or 0:.1f} s "
             f"(start-up {report.get('startup_s') or 0:.1f} s, shutdown {report.get('shutdown_s') or 0:.1f} s)")
