@@ -126,7 +126,7 @@ def test_bad_commands_rejected_with_reason():
         app.stop()
 
 
-@pytest.mark.parametrize("fault", ["camera_stall", "nan", "overrun", "link_loss"])
+@pytest.mark.parametrize("fault", ["camera_stall", "camera_unplug", "nan", "overrun", "link_loss"])
 def test_faults_hold_report_and_recover(fault):
     app, bridge, policy, head = make_app(
         {"safety": {"max_perception_age_ms": 300, "max_action_age_s": 1.0}}, latency_s=0.15)
@@ -134,10 +134,12 @@ def test_faults_hold_report_and_recover(fault):
     try:
         app.submit_command({"cmd": "manual_bbox", "bbox": [10, 10, 50, 60]})
         assert wait_for(lambda: app.loop.hold_reason is None and app.loop.executor.counters.chunks_accepted >= 2)
-        expected = {"camera_stall": "perception_stale", "nan": "waiting_for_chunk",
+        expected = {"camera_stall": "perception_stale", "camera_unplug": "perception_stale", "nan": "waiting_for_chunk",
                     "overrun": "waiting_for_chunk", "link_loss": "link_down"}[fault]
         if fault == "camera_stall":
             head.stall(2.0)
+        elif fault == "camera_unplug":
+            head.unplug()
         elif fault == "nan":
             policy.emit_nan = True
         elif fault == "overrun":
@@ -151,6 +153,8 @@ def test_faults_hold_report_and_recover(fault):
         policy.emit_nan = False
         policy.latency_scale = 1.0
         bridge.set_link(True)
+        if fault == "camera_unplug":
+            head.replug()  # the capture worker reconnects with backoff
         assert wait_for(lambda: app.loop.hold_reason is None, 15.0), app.loop.hold_reason
     finally:
         report = app.run(duration_s=0.0)

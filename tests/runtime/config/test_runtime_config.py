@@ -72,3 +72,24 @@ def test_preset_did_you_mean_and_bad_yaml(tmp_path: Path):
 def test_overrides_merge_deeply():
     cfg = load_config("sim", overrides={"control": {"rate_hz": 100}})
     assert cfg.control.rate_hz == 100 and cfg.control.action_rate_hz == 20
+
+
+def test_model_cache_needs_torch_only_to_make_a_model(tmp_path, monkeypatch):
+    import importlib.util
+
+    from runtime.config import models
+    from runtime.errors import MissingExtraError, ModelError
+
+    monkeypatch.setenv("DEXGRASP_CACHE", str(tmp_path))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(MissingExtraError, match=r"needs PyTorch.*\[export\].*policy.model_dir"):
+        models.ensure_model("small", 0)
+    # an existing cached model is used without torch
+    cached = models.cached_model_dir("small", 0)
+    cached.mkdir(parents=True)
+    (cached / "manifest.json").write_text("{}")
+    assert models.ensure_model("small", 0) == cached
+    cfg = config_from_dict({"policy": {"model_dir": str(tmp_path / "nope")}})
+    with pytest.raises(ModelError, match="not an exported controller"):
+        models.resolve_model_dir(cfg.policy)
