@@ -80,6 +80,10 @@ def _export_one(module: torch.nn.Module, args: tuple, path: pathlib.Path, inputs
         with torch.no_grad(), _mha_fastpath_disabled(), warnings.catch_warnings():
             # Shape checks inside torch and our modules are constants for fixed-shape graphs.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # We choose the TorchScript exporter on purpose: the dynamo one needs onnxscript and
+            # produces graphs TensorRT 8.6 parses less reliably.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
             torch.onnx.export(
                 module, args, str(tmp), input_names=[t.name for t in inputs], output_names=outputs,
                 opset_version=OPSET, do_constant_folding=True, dynamo=False,
