@@ -98,6 +98,7 @@ def _export_one(module: torch.nn.Module, args: tuple, path: pathlib.Path, inputs
     if external:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_path.name, size_threshold=1024)
+        data_path.chmod(0o644)  # onnx creates it owner-only; the model dir is often copied to the robot
     else:
         onnx.save_model(model, str(path))
     del model
