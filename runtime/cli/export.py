@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 
 DESCRIPTION = """\
 Export trained models for the onboard runtime.
@@ -58,6 +59,9 @@ def _register_tracker(sub) -> None:
         if exc.name in ("export.tracker", "export.tracker.cli"):
             return
         raise
+    if not (callable(getattr(tracker_cli, "add_arguments", None)) and callable(getattr(tracker_cli, "run", None))):
+        logging.getLogger(__name__).warning("export.tracker.cli lacks add_arguments()/run(); `export tracker` omitted")
+        return
     t = sub.add_parser("tracker", help="export the mask tracker",
                        description=getattr(tracker_cli, "DESCRIPTION", None),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
