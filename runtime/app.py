@@ -113,11 +113,18 @@ class App:
                 return {"ok": False, "reason": f"bbox must be [x1, y1, x2, y2], got {box!r}"}
             if not (np.all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1] and np.all(box >= 0)):
                 return {"ok": False, "reason": f"bbox must be finite with x2 > x1 >= 0 and y2 > y1 >= 0, got {box.tolist()}"}
+            # In a manual episode the operator's box feeds the episode (it waits for it);
+            # otherwise the box re-targets the tracker directly.
+            if self.episode is not None and hasattr(self.episode, "operator_box"):
+                if self.episode.operator_box(box):
+                    return {"ok": True, "reason": f"operator box {np.round(box, 1).tolist()} given to the episode"}
             return self.set_target(box)
         prompt = cmd.get("prompt") or self.cfg.planner.prompt
+        manual = bool(cmd.get("manual", False))
         if self.episode is not None and hasattr(self.episode, "start"):
-            self.episode.start(prompt)
-            return {"ok": True, "reason": f"episode started: {prompt!r}"}
+            self.episode.start(prompt, manual=manual)
+            mode = " (manual: send manual_bbox)" if manual else ""
+            return {"ok": True, "reason": f"episode started: {prompt!r}{mode}"}
         box = self.cfg.tracker.manual_box_xyxy
         if box is not None:
             return self.set_target(np.asarray(box, dtype=np.float64))

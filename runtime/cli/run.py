@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--report", metavar="FILE", help="write the run report (JSON) here")
     p.add_argument("--model-dir", metavar="DIR", help="exported controller directory (overrides policy.model_dir)")
+    p.add_argument("--record", metavar="DIR",
+                   help="record every episode here in DexGraspVLA's training layout (zarr + video); "
+                        "overrides recording.dir")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=main)
 
@@ -38,8 +41,12 @@ def main(args: argparse.Namespace) -> int:
     """Example: dexgrasp run --config sim --duration 30 --report run.json"""
     from runtime.config import load_config
 
-    overrides = {"policy": {"model_dir": args.model_dir}} if args.model_dir else None
-    cfg = load_config(args.config, overrides)
+    overrides = {}
+    if args.model_dir:
+        overrides["policy"] = {"model_dir": args.model_dir}
+    if args.record:
+        overrides["recording"] = {"dir": args.record}
+    cfg = load_config(args.config, overrides or None)
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         from runtime.errors import ConfigError
 

@@ -266,8 +266,10 @@ class ControlLoop:
             self._note_error(f"send_targets failed: {exc}")
             return None
         self.commands_sent += 1
-        self.last_command = q_cmd
-        self.publish("command", q_cmd, t_target)
+        # Publish what actually went on the wire (the bridge may refine it), not what we asked for.
+        actual = q_cmd if sent is None else np.asarray(sent, dtype=np.float64)
+        self.last_command = actual
+        self.publish("command", actual, t_target)
         return sent
 
     def _hold(self, reason: str, now: float) -> None:
