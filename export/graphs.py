@@ -1,10 +1,10 @@
 """The exported pieces as torch modules with fixed, named inputs and outputs.
 
-- EncoderGraph: rgbm, right_cam_img, right_state -> obs_k_0, obs_v_0, ..., obs_k_{L-1}, obs_v_{L-1}
-  (per-layer, k-normed cross-attention K/V of the observation tokens, cond_pos_emb added before
-  projection) and obs_tokens. One tensor per layer, so the denoiser reads them in place (a stacked
+- EncoderGraph: rgbm, right_cam_img, right_state -> obs_k_0, obs_vt_0, ..., obs_k_{L-1}, obs_vt_{L-1}
+  (per-layer cross-attention K, k-normed, and V transposed, of the observation tokens,
+  cond_pos_emb added before projection) and obs_tokens. One tensor per layer, so the denoiser reads them in place (a stacked
   tensor would be split, i.e. copied, at every step).
-- DenoiserGraph: sample, timestep, obs_k_0, obs_v_0, ... -> epsilon. Projects only the time token.
+- DenoiserGraph: sample, timestep, obs_k_0, obs_vt_0, ... -> epsilon. Projects only the time token.
 - UncachedDenoiserGraph: sample, timestep, obs_tokens -> epsilon: upstream's full DiT forward
   (re-projects all 2740 condition tokens), exported only for the benchmark's ablation.
 """

@@ -151,7 +151,8 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
 
     obs = example_inputs(arch)
     n_obs = arch.num_obs_tokens
-    kv_shape = [1, arch.n_head, n_obs, arch.attn_head_dim]
+    k_shape = [1, arch.n_head, n_obs, arch.attn_head_dim]
+    vt_shape = [1, arch.n_head, arch.attn_head_dim, n_obs]
     names = kv_names(arch.n_layer)
     sample = torch.randn(1, arch.action_horizon, arch.action_dim, generator=torch.Generator().manual_seed(1))
     timestep = torch.tensor([float(DDIMSampler(arch.scheduler, arch.num_inference_steps).timesteps[0])])
@@ -171,7 +172,7 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
             graphs[DENOISER], _ = _export_one(
                 DenoiserGraph(policy, dtype), (sample, timestep, *kv), out / "denoiser.onnx",
                 [TensorSpec(SAMPLE, list(sample.shape), "float32"), TensorSpec(TIMESTEP, [1], "float32")]
-                + [TensorSpec(name, kv_shape, "float32") for name in names],
+                + [TensorSpec(name, k_shape if name.startswith("obs_k_") else vt_shape, "float32") for name in names],
                 [EPSILON],
             )
         elif stage == "denoiser_uncached":

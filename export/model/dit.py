@@ -78,21 +78,25 @@ class CrossAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v) if self.use_sdpa else attention(q, k, v)
         return self._out(out)
 
-    def attend_split(self, x: torch.Tensor, k_obs: torch.Tensor, v_obs: torch.Tensor,
+    def attend_split(self, x: torch.Tensor, k_obs: torch.Tensor, vt_obs: torch.Tensor,
                      k_t: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
         """Attention over [obs tokens, time token] without concatenating K/V.
 
         softmax over the union is computed from both score blocks (shared max, summed
-        denominators), so the cached observation K/V are read in place at every step.
+        denominators), so the cached observation K/V are read in place at every step. The scores
+        are computed transposed (K @ q^T, V^T @ P^T) so the large cached tensors are the left
+        operands of the matmuls, which CPU GEMM kernels read in place (right operands get packed,
+        i.e. copied, on every call). vt_obs is V transposed: (B, heads, head_dim, N_obs).
         """
-        q = self._query(x) * self.head_dim**-0.5
-        s_obs = torch.matmul(q, k_obs.transpose(-2, -1))
-        s_t = torch.matmul(q, k_t.transpose(-2, -1))
-        m = torch.maximum(s_obs.amax(dim=-1, keepdim=True), s_t)
+        q_t = (self._query(x) * self.head_dim**-0.5).transpose(-2, -1)  # (B, H, hd, n)
+        s_obs = torch.matmul(k_obs, q_t)  # (B, H, N_obs, n)
+        s_time = torch.matmul(k_t, q_t)  # (B, H, 1, n)
+        m = torch.maximum(s_obs.amax(dim=-2, keepdim=True), s_time)
         e_obs = torch.exp(s_obs - m)
-        e_t = torch.exp(s_t - m)
-        denom = e_obs.sum(dim=-1, keepdim=True) + e_t
-        return self._out((torch.matmul(e_obs, v_obs) + e_t * v_t) / denom)
+        e_time = torch.exp(s_time - m)
+        denom = e_obs.sum(dim=-2, keepdim=True) + e_time
+        out_t = torch.matmul(vt_obs, e_obs) + torch.matmul(v_t.transpose(-2, -1), e_time)  # (B, H, hd, n)
+        return self._out((out_t / denom).transpose(-2, -1))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         k, v = self.project_kv(c)
@@ -114,11 +118,11 @@ class RDTBlock(nn.Module):
         x = x + self.cross_attn(self.norm2(x), c)
         return x + self.ffn(self.norm3(x))
 
-    def forward_cached(self, x: torch.Tensor, k_obs: torch.Tensor, v_obs: torch.Tensor,
+    def forward_cached(self, x: torch.Tensor, k_obs: torch.Tensor, vt_obs: torch.Tensor,
                        time_tok: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         k_t, v_t = self.cross_attn.project_kv(time_tok)
-        x = x + self.cross_attn.attend_split(self.norm2(x), k_obs, v_obs, k_t, v_t)
+        x = x + self.cross_attn.attend_split(self.norm2(x), k_obs, vt_obs, k_t, v_t)
         return x + self.ffn(self.norm3(x))
 
 
@@ -155,19 +159,21 @@ class TransformerForActionDiffusion(nn.Module):
         return self.head(self.ln_f(x))
 
     def encode_obs_kv(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per-layer (K, V) of the observation tokens, each (B, heads, N_obs, head_dim), K k-normed."""
+        """Per-layer (K, V^T) of the observation tokens: K (B, heads, N_obs, head_dim), k-normed,
+        and V transposed (B, heads, head_dim, N_obs), the layout `forward_cached` reads."""
         c = cond + self.cond_pos_emb[:, : cond.shape[1]]
-        return [block.cross_attn.project_kv(c) for block in self.blocks]
+        kv = (block.cross_attn.project_kv(c) for block in self.blocks)
+        return [(k, v.transpose(-2, -1).contiguous()) for k, v in kv]
 
     def forward_cached(self, sample: torch.Tensor, timestep: torch.Tensor,
                        obs_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Same result as `forward`, with the observation K/V precomputed by `encode_obs_kv`.
+        """Same result as `forward`, with the observation (K, V^T) precomputed by `encode_obs_kv`.
 
         Only the time token (condition index N_obs, depends on t) is projected here.
         """
         n_obs = obs_kv[0][0].shape[2]
         time_tok = self._time_token(timestep, sample.shape[0]) + self.cond_pos_emb[:, n_obs : n_obs + 1]
         x = self._input(sample)
-        for block, (k_obs, v_obs) in zip(self.blocks, obs_kv, strict=True):
-            x = block.forward_cached(x, k_obs, v_obs, time_tok)
+        for block, (k_obs, vt_obs) in zip(self.blocks, obs_kv, strict=True):
+            x = block.forward_cached(x, k_obs, vt_obs, time_tok)
         return self.head(self.ln_f(x))

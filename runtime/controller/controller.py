@@ -112,7 +112,7 @@ class Controller:
         return noise.astype(np.float32).reshape(self.sample_shape)
 
     def encode(self, obs: dict) -> dict[str, np.ndarray]:
-        """Observations -> cached cross-attention K/V per layer ({'obs_k_0': ..., 'obs_v_0': ..., ...})."""
+        """Observations -> cached cross-attention K/V per layer ({'obs_k_0': ..., 'obs_vt_0': ..., ...})."""
         inputs = validate_obs({k: obs[k] for k in OBS_INPUTS if k in obs}, self.obs_specs)
         out = self.encoder.run(inputs)
         return {name: out[name] for name in self.kv_names}

@@ -22,7 +22,9 @@ DENOISER_UNCACHED = "denoiser_uncached"  # optional: benchmark variant re-projec
 
 # Tensor names (shared by exporter and runtime).
 OBS_INPUTS = ("rgbm", "right_cam_img", "right_state")
-OBS_K, OBS_V = "obs_k", "obs_v"  # per layer: obs_k_0, obs_v_0, ... (see kv_names)
+# Per layer: obs_k_i (1, heads, tokens, head_dim), k-normed, and obs_vt_i = V transposed
+# (1, heads, head_dim, tokens), the layouts the denoiser reads in place (see kv_names).
+OBS_K, OBS_V = "obs_k", "obs_vt"
 OBS_TOKENS = "obs_tokens"
 SAMPLE, TIMESTEP, EPSILON = "sample", "timestep", "epsilon"
 
@@ -142,7 +144,7 @@ class Manifest:
 
 
 def kv_names(n_layer: int) -> list[str]:
-    """Per-layer cached cross-attention tensors, in graph order: obs_k_0, obs_v_0, obs_k_1, ..."""
+    """Per-layer cached cross-attention tensors, in graph order: obs_k_0, obs_vt_0, obs_k_1, ..."""
     return [f"{kind}_{i}" for i in range(n_layer) for kind in (OBS_K, OBS_V)]
 
 

@@ -47,7 +47,8 @@ def test_small_preset_parity_and_manifest(tmp_path, run_cli, save_inputs):
     assert manifest.source_checkpoint["sha256"] == loaded.sha256
     assert manifest.timesteps == [45, 42, 39, 36, 33, 30, 27, 24, 21, 18, 15, 12, 9, 6, 3, 0]
     assert manifest.graph("encoder").input("rgbm").shape == [1, 1, 4, 518, 518]
-    assert manifest.graph("denoiser").input("obs_v_3").shape == [1, 8, 2739, 48]
+    assert manifest.graph("denoiser").input("obs_k_3").shape == [1, 8, 2739, 48]
+    assert manifest.graph("denoiser").input("obs_vt_3").shape == [1, 8, 48, 2739]
     # The action depends on the observations (not just on the noise).
     other = dict(obs, right_cam_img=torch.rand(1, 1, 3, 518, 518, generator=torch.Generator().manual_seed(9)))
     changed = loaded.policy.predict_action(other, noise).numpy()

@@ -79,6 +79,6 @@ def test_manifest_round_trip(tiny_export):
     manifest = Manifest.load(tiny_export["dir"])
     again = Manifest.from_dict(json.loads(manifest.to_json()))
     assert again == manifest
-    assert [t.name for t in manifest.graph("encoder").outputs] == ["obs_k_0", "obs_v_0", "obs_k_1", "obs_v_1",
+    assert [t.name for t in manifest.graph("encoder").outputs] == ["obs_k_0", "obs_vt_0", "obs_k_1", "obs_vt_1",
                                                                   "obs_tokens"]
     assert manifest.graph("encoder").outputs[0].shape == [1, 8, 2739, 4]
