@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from runtime.errors import ModelError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-layer obs_k_i / obs_vt_i (V transposed)
 MANIFEST_NAME = "manifest.json"
 
 ENCODER = "encoder"
