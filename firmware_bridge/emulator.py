@@ -43,7 +43,9 @@ class BuildError(DexGraspError, RuntimeError):
 
 
 def _sources_hash() -> str:
-    h = hashlib.sha256()
+    """Key of a build dir: the C sources' contents AND their location (CMake refuses to reuse a build
+    dir configured from another source path, e.g. a second clone of the repo)."""
+    h = hashlib.sha256(str(FIRMWARE_DIR.resolve()).encode())
     for p in sorted(FIRMWARE_DIR.rglob("*")):
         if p.is_file() and p.suffix in (".c", ".h", ".txt"):
             h.update(str(p.relative_to(FIRMWARE_DIR)).encode())

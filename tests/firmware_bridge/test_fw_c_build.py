@@ -5,6 +5,7 @@ test vectors and the fuzz target's corpus replay. So `python -m pytest` covers t
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -20,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("cc") is None,
                     reason="cmake and a C compiler are needed for the C tests")
 def test_cmake_build_and_ctest():
-    build = cache_root() / "toplevel-build"
+    # one build dir per checkout: CMake refuses a build dir configured from another source path
+    key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    build = cache_root() / f"toplevel-build-{key}"
     build.mkdir(parents=True, exist_ok=True)
     with open(build / ".lock", "w") as lock:  # concurrent test runs share this build dir
         fcntl.flock(lock, fcntl.LOCK_EX)

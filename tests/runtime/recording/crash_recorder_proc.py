@@ -4,7 +4,7 @@ deterministic DIR: record episode 1 (marker 1, 10 frames) to completion, then 14
     (marker 2) with chunk_frames=4; once the writer has taken everything (3 chunks journaled, 2 frames
     in the open chunk) print "READY 14" and wait.
 random DIR ROUND: record episodes of random length back to back (markers ROUND*20 + k), printing
-    "FED marker i" after each frame, until killed.
+    "FED marker i dropped" after each frame, until killed.
 """
 
 import random
@@ -30,6 +30,10 @@ def wait(predicate, timeout_s=30.0):
         time.sleep(0.005)
 
 
+def _dropped(rec) -> int:
+    return sum(v for k, v in rec.counters.items() if k.startswith("dropped_"))
+
+
 def main() -> None:
     mode, root = sys.argv[1], sys.argv[2]
     rec = EpisodeRecorder(RecordingConfig(dir=root, chunk_frames=CHUNK, min_free_mb=0, queue_frames=64)).start()
@@ -48,9 +52,12 @@ def main() -> None:
         for k in range(20):
             marker = int(sys.argv[3]) * 20 + k  # < 256: it is also a pixel value
             rec.on_episode_event({"event": "episode_start", "prompt": f"marker={marker}"})
+            dropped_before = _dropped(rec)
             for i in range(rnd.randint(3, 20)):
                 feed_frames(rec, i, i + 1, episode=marker)
-                print(f"FED {marker} {i + 1}", flush=True)
+                # FED marker n dropped: frames offered so far and how many the recorder dropped
+                # (a full queue on a loaded machine drops by design; the test accounts for them)
+                print(f"FED {marker} {i + 1} {_dropped(rec) - dropped_before}", flush=True)
                 time.sleep(0.002)  # a camera-paced producer
             rec.on_episode_event({"event": "episode_end", "outcome": "success"})
     while True:
