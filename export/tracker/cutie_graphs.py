@@ -115,14 +115,12 @@ def graph_specs(net, height: int, width: int, num_objects: int, max_mem_frames: 
     """name -> (module, {input: shape}, [outputs]); the one source of truth for every shape."""
     m = net.cfg.model
     h, w = height // 16, width // 16
-    c16, c8, c4 = m.pixel_encoder.ms_dims
-    up = m.mask_decoder.up_dims
+    _, c8, c4 = m.pixel_encoder.ms_dims  # strides 16, 8, 4
     mem = max_mem_frames * h * w
     q = m.object_transformer.num_queries
     n = num_objects
     image = (1, 3, height, width)
     sensory = (1, n, m.sensory_dim, h, w)
-    del c16, up
     return {
         "cutie_encode_image": (EncodeImage(net), {"image": image},
                                ["f8", "f4", "pix_feat", "key", "shrinkage", "selection"]),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import pathlib
 import warnings
-from dataclasses import asdict
 
 import numpy as np
 
@@ -76,10 +75,6 @@ def export_cutie(net, output: pathlib.Path, height: int = 480, width: int = 640,
         embed_dim=int(m.embed_dim), num_queries=int(m.object_transformer.num_queries),
     )
     return settings, graphs
-
-
-def settings_dict(settings) -> dict:
-    return asdict(settings)
 
 
 def write_manifest(output: pathlib.Path, precision: str, cutie_settings: CutieSettings,

@@ -3,8 +3,8 @@
 Runs the graphs exported by `dexgrasp export tracker` and reproduces InferenceCore.step with
 upstream's settings (full resolution, a memory frame every 5 frames, 5 memory frames, top-k 30,
 sensory updates on every frame between memory frames). Memory lives in preallocated numpy buffers
-(CutieMemory). Every method blocks the calling thread (the tracker thread) for the graphs it runs:
-on the CPU about a second per frame for the base model; on a Jetson with TensorRT much less.
+(CutieMemory). Every method blocks the calling thread (the tracker thread) for the graphs it runs
+(no timeout: each graph has a bounded cost; benchmarks/tracker.py measures it per graph).
 """
 
 from __future__ import annotations
