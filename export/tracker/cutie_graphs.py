@@ -60,20 +60,20 @@ class Segment(nn.Module):
                 mem_key, mem_shrinkage, mem_valid, mem_value, obj_memory):
         _, num_objects, value_dim, mem_tokens = mem_value.shape
         h, w = key.shape[-2:]
-        qk = key.flatten(start_dim=2)
-        qe = selection.flatten(start_dim=2)
-        # get_similarity from cutie.model.utils.memory_utils, written out (ONNX-friendly, no in-place)
-        mk = mem_key.transpose(1, 2)  # 1 x M x CK
-        a_sq = mk.pow(2) @ qe
-        two_ab = (mk @ (qk * qe)) * 2
-        b_sq = (qe * qk.pow(2)).sum(1, keepdim=True)
-        similarity = (two_ab - a_sq - b_sq) * mem_shrinkage.transpose(1, 2) / math.sqrt(mk.shape[-1])
-        similarity = torch.where(mem_valid.unsqueeze(2), similarity, torch.full_like(similarity, -1e30))
-        values, indices = torch.topk(similarity, k=self.top_k, dim=1)  # 1 x K x HW
-        weights = torch.softmax(values, dim=1)
+        qk = key.flatten(start_dim=2).transpose(1, 2)  # 1 x HW x CK
+        qe = selection.flatten(start_dim=2).transpose(1, 2)
+        # get_similarity from cutie.model.utils.memory_utils, written out per query pixel (HW x M, so
+        # the top-k runs along the contiguous last axis) without in-place ops
+        a_sq = qe @ mem_key.pow(2)
+        two_ab = ((qk * qe) @ mem_key) * 2
+        b_sq = (qe * qk.pow(2)).sum(2, keepdim=True)
+        similarity = (two_ab - a_sq - b_sq) * mem_shrinkage / math.sqrt(mem_key.shape[1])
+        similarity = torch.where(mem_valid.unsqueeze(1), similarity, torch.full_like(similarity, -1e30))
+        values, indices = torch.topk(similarity, k=self.top_k, dim=2)  # 1 x HW x K
+        weights = torch.softmax(values, dim=2)
         flat_value = mem_value.reshape(num_objects * value_dim, mem_tokens)
-        picked = flat_value[:, indices.reshape(-1)].reshape(num_objects * value_dim, self.top_k, h * w)
-        readout = (picked * weights).sum(1).reshape(1, num_objects, value_dim, h, w)
+        picked = flat_value[:, indices.reshape(-1)].reshape(num_objects * value_dim, h * w, self.top_k)
+        readout = (picked * weights).sum(2).reshape(1, num_objects, value_dim, h, w)
 
         pixel_readout = self.net.pixel_fusion(pix_feat, readout, sensory, last_mask)
         memory_readout, _ = self.net.readout_query(pixel_readout, obj_memory.unsqueeze(2))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pathlib
 
 LOGIT_GAIN = 4.0
-KEY_GAIN = 2.0
+KEY_GAIN = 3.0
 AUX_MASK_GAIN = 10.0
 
 
