@@ -143,7 +143,8 @@ def _eager(ckpt: pathlib.Path, obs: dict, noise: np.ndarray, threads: int, repea
     return {"timing": timing.to_dict(), "total_ms": timing.median_s * 1e3, "action": result["action"]}
 
 
-def bench_preset(preset: str, quick: bool, threads: int, rate_gflops: float | None) -> dict:
+def bench_preset(preset: str, quick: bool, threads: int, rate_gflops: float | None,
+                 eager_repeats: int | None = None) -> dict:
     from export.flops import controller as controller_flops
     from export.model.arch import get_preset
 
@@ -161,7 +162,7 @@ def bench_preset(preset: str, quick: bool, threads: int, rate_gflops: float | No
     row["floor_rate_samples_gflops"] = rate_samples
     row["exported_nocache"] = _exported_uncached(model_dir, obs, noise, threads)
     row["exported_nocache_ms"] = row["exported_nocache"]["total_ms"]
-    eager = _eager(ckpt, obs, noise, threads, repeats=1 if full else 2, warmup=0 if full else 1)
+    eager = _eager(ckpt, obs, noise, threads, repeats=eager_repeats or (1 if full else 2), warmup=0 if full else 1)
     row.update(eager_ms=eager["total_ms"], eager_timing=eager["timing"])
     ref = eager["action"]
     row["parity_max_abs_error"] = float(np.abs(exported["action"] - ref).max())
@@ -182,8 +183,8 @@ def bench_preset(preset: str, quick: bool, threads: int, rate_gflops: float | No
 
 def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
     """Quick: the small preset only (about a minute). Full: small + dexgraspvla (about 10 minutes,
-    plus a one-time ~6 minute export of the paper-size model). opts: presets (list or comma string),
-    threads (default: usable cores)."""
+    plus a one-time ~2-10 minute export of the paper-size model). opts: presets (list or comma string),
+    threads (default: usable cores), eager_repeats (default 1 at paper size: one eager run is ~1 min)."""
     from benchmarks.common import matmul
     from benchmarks.common.machine import load_average
 
@@ -201,7 +202,7 @@ def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
     rows = []
     for preset in presets:
         t0 = time.perf_counter()
-        rows.append(bench_preset(preset, quick, threads, rate))
+        rows.append(bench_preset(preset, quick, threads, rate, opts.get("eager_repeats")))
         rows[-1]["bench_wall_s"] = time.perf_counter() - t0
         log.info("controller bench %s: %s", preset, {k: rows[-1].get(k) for k in ("exported_ms", "eager_ms")})
     bars = [{"label": r["preset"], "exported_ms": r["exported_ms"], "exported_nocache_ms": r["exported_nocache_ms"],
@@ -243,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench-out"), help="output directory")
     p.add_argument("--presets", help="comma-separated presets (default: small[,dexgraspvla])")
     p.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime and torch")
+    p.add_argument("--eager-repeats", type=int, help="timed PyTorch eager runs per preset")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    res = run(args.quick, args.out, presets=args.presets, threads=args.threads)
+    res = run(args.quick, args.out, presets=args.presets, threads=args.threads, eager_repeats=args.eager_repeats)
     (args.out / "controller.json").write_text(json.dumps(res, indent=2, default=str))
     for row in res["tables"][0]["rows"]:
         print(" | ".join(row))
