@@ -132,6 +132,17 @@ def make_cameras(cfg: RuntimeConfig, clock: Clock, state_fn: Callable[[], np.nda
 def make_tracker(cfg: RuntimeConfig):
     if cfg.tracker.kind == "none":
         return None
+    if cfg.tracker.kind == "cutie":
+        opts = dict(cfg.tracker.options)
+        if not opts.get("model_dir"):
+            raise ConfigError("tracker.options.model_dir: the cutie tracker needs the directory written by "
+                              "`dexgrasp export tracker`")
+        from runtime.tracking.cutie import CutieTracker
+
+        try:
+            return CutieTracker(**opts)
+        except TypeError as exc:
+            raise ConfigError(f"tracker.options: {exc}") from exc
     from runtime.tracking.classical import ClassicalTracker, ClassicalTrackerConfig
 
     try:

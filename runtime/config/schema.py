@@ -165,7 +165,9 @@ class CamerasConfig(Section):
 
 
 class TrackerConfig(Section):
-    kind: Literal["classical", "none"] = "classical"
+    # classical: weight-free CPU tracker (default). cutie: exported SAM + Cutie (`dexgrasp export tracker`);
+    # options then take model_dir (required), backend, threads, min_area_px.
+    kind: Literal["classical", "cutie", "none"] = "classical"
     # Initialise the tracker from this head-image box [x1, y1, x2, y2] (pixels) without a planner.
     manual_box_xyxy: list[float] | None = None
     options: dict[str, Any] = Field(default_factory=dict)

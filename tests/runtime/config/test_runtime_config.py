@@ -93,3 +93,16 @@ def test_model_cache_needs_torch_only_to_make_a_model(tmp_path, monkeypatch):
     cfg = config_from_dict({"policy": {"model_dir": str(tmp_path / "nope")}})
     with pytest.raises(ModelError, match="not an exported controller"):
         models.resolve_model_dir(cfg.policy)
+
+
+def test_cutie_tracker_without_model_dir_names_the_field():
+    from runtime.config.components import make_tracker
+
+    cfg = load_config(CONFIGS_DIR / "sim.yaml", {"tracker": {"kind": "cutie", "options": {}}})
+    with pytest.raises(ConfigError, match="tracker.options.model_dir"):
+        make_tracker(cfg)
+
+
+def test_unknown_tracker_kind_is_rejected_with_choices():
+    with pytest.raises(ConfigError, match="tracker.kind"):
+        load_config(CONFIGS_DIR / "sim.yaml", {"tracker": {"kind": "sam3"}})
