@@ -162,7 +162,9 @@ def bench_preset(preset: str, quick: bool, threads: int, rate_gflops: float | No
     row["floor_rate_samples_gflops"] = rate_samples
     row["exported_nocache"] = _exported_uncached(model_dir, obs, noise, threads)
     row["exported_nocache_ms"] = row["exported_nocache"]["total_ms"]
-    eager = _eager(ckpt, obs, noise, threads, repeats=eager_repeats or (1 if full else 2), warmup=0 if full else 1)
+    # Never a single-shot number: one warm-up and at least two timed runs, also at paper size
+    # (where one eager inference takes about a minute on a 2-core CPU).
+    eager = _eager(ckpt, obs, noise, threads, repeats=max(2, eager_repeats or 2), warmup=1)
     row.update(eager_ms=eager["total_ms"], eager_timing=eager["timing"])
     ref = eager["action"]
     row["parity_max_abs_error"] = float(np.abs(exported["action"] - ref).max())
