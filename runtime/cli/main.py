@@ -45,13 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # command not implemented in this build
-                continue
-            raise
-        module.register(sub)
+        # command modules import only the standard library at module level (no torch, no numpy)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
