@@ -29,9 +29,10 @@ import time
 import numpy as np
 
 from benchmarks.common.timing import measure, ratio
+from runtime.cache import cache_dir
 
 log = logging.getLogger(__name__)
-CACHE = pathlib.Path(os.environ.get("DEXGRASP_CACHE", pathlib.Path.home() / ".cache" / "dexgrasp")) / "controller-bench"
+CACHE = cache_dir("controller-bench")
 
 
 def _ensure_model(preset: str, seed: int = 0) -> tuple[pathlib.Path, pathlib.Path]:

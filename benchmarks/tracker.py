@@ -37,14 +37,14 @@ def _cached_export_dir(cutie_config: str, with_sam: bool, sam_type: str, height:
     """Where the random-weight export for these settings is cached: keyed by the exporter's source, so a
     change to export/tracker re-exports once (exporting SAM ViT-B alone takes over a minute here)."""
     import hashlib
-    import os
+
+    from runtime.cache import cache_dir
 
     repo = pathlib.Path(__file__).resolve().parents[1]
     h = hashlib.sha256(f"{cutie_config}|{with_sam}|{sam_type}|{height}x{width}".encode())
     for src in sorted((repo / "export" / "tracker").glob("*.py")):
         h.update(src.read_bytes())
-    base = pathlib.Path(os.environ.get("DEXGRASP_CACHE_DIR") or pathlib.Path.home() / ".cache" / "dexgrasp")
-    root = base / "bench-tracker"
+    root = cache_dir("bench-tracker")
     root.mkdir(parents=True, exist_ok=True)
     return root / h.hexdigest()[:16]
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from firmware_bridge.joints import JointLimits
+from runtime.cache import cache_dir
 from runtime.errors import ConfigError, DeviceNotConnectedError, DexGraspError
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,7 @@ def _sources_hash() -> str:
 
 
 def cache_root() -> Path:
-    if os.environ.get("DEXGRASP_CACHE_DIR"):
-        return Path(os.environ["DEXGRASP_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dexgrasp"
+    return cache_dir()
 
 
 def ensure_firmware_build(quiet: bool = False) -> Path:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from runtime.cache import cache_dir
 from runtime.errors import MissingExtraError, ModelError
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,7 @@ MANIFEST = "manifest.json"
 
 
 def cache_root() -> Path:
-    base = os.environ.get("DEXGRASP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dexgrasp")
-    return Path(base) / "models"
+    return cache_dir("models")
 
 
 def exporter_fingerprint() -> str:

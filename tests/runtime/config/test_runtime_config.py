@@ -80,7 +80,7 @@ def test_model_cache_needs_torch_only_to_make_a_model(tmp_path, monkeypatch):
     from runtime.config import models
     from runtime.errors import MissingExtraError, ModelError
 
-    monkeypatch.setenv("DEXGRASP_CACHE", str(tmp_path))
+    monkeypatch.setenv("DEXGRASP_CACHE_DIR", str(tmp_path))
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(MissingExtraError, match=r"needs PyTorch.*\[export\].*policy.model_dir"):
