@@ -66,6 +66,7 @@ class App:
         self.chunks: Mailbox = Mailbox("chunks", self.clock)
         self.requests = ChunkRequests()
         self.errors: list[str] = []
+        self.recorder = None  # the EpisodeRecorder observer, when recording is configured
         self.setup: dict = {}
         self.bridge_handle = None
         self.bridge = None
@@ -253,6 +254,7 @@ class App:
                 return
             rec = make_recorder(self.cfg.recording, self.cfg)
             if rec is not None:
+                self.recorder = rec
                 self.add_observer(rec)
                 self._closers.append(("recorder", getattr(rec, "close", getattr(rec, "stop", lambda: None))))
 
@@ -404,6 +406,14 @@ class App:
         except Exception as exc:  # shutdown continues; the failure is reported
             self._error(f"stopping {name}: {exc!r}")
 
+    def _recording_status(self) -> dict | None:
+        if self.recorder is None:
+            return None
+        try:
+            return self.recorder.status()
+        except Exception as exc:  # a stopped writer may refuse; the report says so
+            return {"error": repr(exc)}
+
     def _error(self, text: str) -> None:
         log.warning("%s", text)
         self.errors.append(text)
@@ -444,6 +454,7 @@ class App:
             },
             "bridge": {"counters": bridge_counters},
             "telemetry": self.dispatcher.report(),
+            "recording": self._recording_status(),
             "realtime": {**self.setup, "control_thread": loop.get("thread_setup")},
             "joints": N_JOINTS, "arm_joints": ARM_JOINTS,
             "errors": errors,

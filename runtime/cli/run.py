@@ -169,6 +169,13 @@ def format_summary(report: dict) -> str:
                      f"{rt.get('mlockall', 'off')}; GIL switch interval {rt.get('switch_interval', '-')}"),
         ("errors", "; ".join(report.get("errors") or []) or "none"),
     ]
+    rec = report.get("recording")
+    if isinstance(rec, dict):
+        dropped = {k[len("dropped_"):]: v for k, v in rec.items() if k.startswith("dropped_") and v}
+        rows.insert(-2, ("recording", f"{rec.get('episodes_finished', 0)} episode(s) finished in {rec.get('dir', '?')}, "
+                                      f"frames written {rec.get('frames_written', 0)} of {rec.get('frames_offered', 0)} "
+                                      f"offered; dropped: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) or "none")
+                                      + f"; write errors {rec.get('write_errors', 0)}"))
     ep = report.get("episode")
     if isinstance(ep, dict):
         keys = ("phase", "instruction", "attempts", "successes", "last_error", "planner_link")

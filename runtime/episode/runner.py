@@ -194,6 +194,7 @@ class EpisodeRunner:
             reply = call.reply()
             if reply is not None:
                 del self._calls[token]
+                self._note_reply(reply)
                 events.append(PlannerAnswer(token, reply))
         with self._lock:
             phase_before = self.machine.phase
@@ -245,6 +246,14 @@ class EpisodeRunner:
         else:
             log.error("episode runner: unknown action %r", action)
 
+    def _note_reply(self, reply: PlannerReply) -> None:
+        """Planner replies go to the observers (the recorder's events.jsonl, the status topic) with what the
+        planner said, so that an episode's log tells which instruction and box the controller acted on."""
+        self.on_event({"source": "planner", "event": "planner reply", "episode_id": reply.episode_id or self.episode_id,
+                       "request_id": reply.request_id, "task": reply.task, "ok": reply.ok,
+                       "result": dict(reply.result), "error_code": reply.error_code,
+                       "error_message": reply.error_message, "rtt_s": reply.rtt_s})
+
     def _submit(self, now: float, action: RequestPlanner) -> None:
         from runtime.planner.wire import TASK_IMAGES
 
@@ -257,6 +266,7 @@ class EpisodeRunner:
                 # Explicit failure, handled by the machine like any planner error (bounded retries).
                 reply = PlannerReply("", self.episode_id, action.task, False, error_code="stale",
                                      error_message=f"no {role} frame newer than {self.max_frame_age_s:g} s")
+                self._note_reply(reply)
                 self.post(PlannerAnswer(action.token, reply))
                 return
             images[role] = img
@@ -264,6 +274,9 @@ class EpisodeRunner:
                                    timeout_s=self.machine.config.planner_timeout_s,
                                    prompt=action.prompt, instruction=action.instruction)
         self._calls[action.token] = call
+        self.on_event({"source": "planner", "event": "planner request", "episode_id": self.episode_id,
+                       "request_id": call.request_id, "task": action.task, "prompt": action.prompt,
+                       "instruction": action.instruction, "images": dict(call.image_ids)})
         if action.task == "bbox":
             self._sent_frames[call.image_ids["head"]] = head
             while len(self._sent_frames) > self.keep_frames:

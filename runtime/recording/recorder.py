@@ -156,9 +156,15 @@ class EpisodeRecorder:
         self._put("end", {"outcome": outcome, **info})
 
     def note(self, event: dict) -> None:
-        """Append an event (planner prompt/reply, phase change) to the open episode's events.jsonl."""
+        """Append an event (planner prompt/reply, phase change) to the open episode's events.jsonl.
+
+        `t` is the recorder's monotonic clock, the same clock as data/timestamp, so events line up with
+        frames; an event's own `t` (relative to whichever process made it) is kept as `t_source`."""
         if self._recording:
-            self._put("event", {"t": self.clock.now(), "t_wall": time.time(), **event})
+            body = {k: v for k, v in event.items() if k != "t"}
+            if "t" in event:
+                body["t_source"] = event["t"]
+            self._put("event", {"t": self.clock.now(), "t_wall": time.time(), **body})
 
     # ------------------------------------------------------------------ observer interface
     def on_episode_event(self, event: dict) -> None:

@@ -70,3 +70,17 @@ def test_bad_config_is_one_clear_line(tmp_path):
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"dexgrasp run: error: {cfg}: control.rate_hz: must be > 0, got -5"
+
+
+def test_summary_shows_the_recorder_when_recording():
+    """A person watching `dexgrasp run --record` sees at the end whether frames were lost, and why."""
+    from runtime.cli.run import format_summary
+
+    base = {"config": "sim", "control": {"rate_hz_target": 200, "rate_hz_achieved": 200.0}}
+    assert "recording" not in format_summary(base)
+    rec = {"dir": "/data/rec", "episodes_finished": 2, "frames_offered": 120, "frames_written": 111,
+           "dropped_queue_full": 9, "dropped_no_state": 0, "write_errors": 0}
+    row = next(line for line in format_summary({**base, "recording": rec}).splitlines()
+               if line.strip().startswith("recording"))
+    assert "2 episode(s) finished in /data/rec" in row and "frames written 111 of 120" in row
+    assert "queue_full 9" in row and "no_state" not in row

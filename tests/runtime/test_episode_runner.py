@@ -227,3 +227,40 @@ def test_manual_mode_takes_the_operator_box_only_when_waiting_for_one(rig):
     (_, image, box, image_id), = [e for e in actuator.log if e[0] == "init_tracker"]
     assert box == (10, 20, 60, 80) and image_id is None and image is None
     assert planner.calls == []  # manual mode never asks the planner
+
+
+def test_planner_prompts_and_replies_reach_the_observers(rig):
+    """The recorder's events.jsonl and the status topic see every planner request (with the user prompt /
+    instruction) and every reply (with what the planner said, or why it failed)."""
+    clock, head, wrist, planner, actuator, runner = rig
+    seen: list[dict] = []
+    runner.on_event = seen.append
+    head.put(frame(1))
+    wrist.put(frame(9))
+    runner.start("put the red cube away")
+    runner.tick()
+    planner.resolve(0, completed=False, reasoning="the cube is still on the table")
+    runner.tick()
+    planner.resolve(1, ok=False)
+    runner.tick()
+    requests = [e for e in seen if e["event"] == "planner request"]
+    replies = [e for e in seen if e["event"] == "planner reply"]
+    assert [r["task"] for r in requests][:2] == ["complete", "instruction"]
+    assert requests[0]["prompt"] == "put the red cube away" and requests[0]["episode_id"] == "ep-1"
+    assert requests[0]["request_id"] == "r1" and set(requests[0]["images"]) == {"initial_head", "head"}
+    assert replies[0] == {"source": "planner", "event": "planner reply", "episode_id": "ep-1", "request_id": "r1",
+                          "task": "complete", "ok": True, "error_code": None, "error_message": "", "rtt_s": None,
+                          "result": {"completed": False, "reasoning": "the cube is still on the table"}}
+    assert replies[1]["task"] == "instruction" and replies[1]["ok"] is False and replies[1]["error_code"] == "timeout"
+
+
+def test_a_stale_frame_failure_is_logged_as_a_planner_reply(rig):
+    clock, head, wrist, planner, actuator, runner = rig
+    seen: list[dict] = []
+    runner.on_event = seen.append
+    head.put(frame(1))
+    clock.advance(2.0)
+    runner.start("a cube")
+    runner.tick()
+    (reply,) = [e for e in seen if e["event"] == "planner reply"]
+    assert reply["ok"] is False and reply["error_code"] == "stale" and "newer than 0.5 s" in reply["error_message"]

@@ -171,3 +171,21 @@ def test_factory_and_config_errors(tmp_path):
         RecordingConfig.from_dict({"dir": "x", "compressor": "gzip"})
     with pytest.raises(ConfigError, match="recording.arm_joint_limits"):
         RecordingConfig.from_dict({"dir": "x", "arm_joint_limits": {"lower": [0] * 7, "upper": [0] * 7}})
+
+
+def test_event_times_are_on_the_recorders_clock_with_the_sources_kept(tmp_path):
+    """Events from other processes carry their own relative `t`; events.jsonl puts every event on the
+    recorder's monotonic clock (the clock of data/timestamp) and keeps the source's as t_source."""
+    from runtime.clock import FakeClock
+
+    clock = FakeClock(500.0)
+    rec = EpisodeRecorder(RecordingConfig(dir=str(tmp_path), chunk_frames=4, min_free_mb=0), clock=clock).start()
+    rec.on_episode_event({"event": "episode_start", "prompt": "p", "t": 1.5})
+    clock.advance(2.0)
+    rec.on_episode_event({"source": "control", "event": "holding: waiting_for_chunk", "t": 0.25})
+    rec.on_episode_event({"event": "planner reply", "task": "bbox"})
+    feed_frames(rec, 0, 2)  # an episode without frames is quarantined, not finished
+    rec.stop()
+    events = load_episode(list_episodes(tmp_path)[0]).events
+    assert [(e["event"], e["t"], e.get("t_source")) for e in events[:3]] == [
+        ("episode_start", 500.0, 1.5), ("holding: waiting_for_chunk", 502.0, 0.25), ("planner reply", 502.0, None)]
