@@ -199,8 +199,9 @@ def bench_dds(n: int, hz: float) -> dict:
             "received": len(lat), "observer_call_us": summarize(call, "us"), "publish_to_take_ms": summarize(lat, "ms")}
 
 
-def _loop_lateness(duration_s: float, hz: float = 200.0) -> dict:
-    """A 200 Hz loop on the shared Rate helper, in its own thread (like the control loop)."""
+def _loop_lateness(duration_s: float, hz: float = 200.0, cpu: int | None = None) -> dict:
+    """A 200 Hz loop on the shared Rate helper, in its own thread (like the control loop), on `cpu`
+    when given (like control.realtime.cpu_affinity)."""
     from runtime.rate import Rate
 
     rate = Rate(hz, name="bench-loop", warn_interval_s=1e9)
@@ -215,6 +216,9 @@ def _loop_lateness(duration_s: float, hz: float = 200.0) -> dict:
             out["loop_sched"] = "SCHED_FIFO 50"
         except (PermissionError, OSError) as exc:
             out["loop_sched"] = f"default (SCHED_FIFO not permitted: {exc})"
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+            out["loop_cpu"] = cpu
         while time.monotonic() < end:
             rate.sleep()
         out.update(rate.report())
@@ -241,16 +245,24 @@ def _loop_side_effect(root: pathlib.Path, duration_s: float) -> dict:
     out = {"loop_hz": 200.0, "duration_s": duration_s, "switch_interval_ms": 0.5, "alone": alone["out"]}
     for writer in ("thread", "process"):
         out[f"recording_{writer}_writer"] = _loop_while_recording(root / writer, duration_s, writer)
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:  # the runtime's default when the loop is pinned: the writer keeps off its CPU
+        out["recording_process_writer_apart"] = _loop_while_recording(root / "apart", duration_s, "process",
+                                                                      loop_cpu=cpus[-1], writer_cpus=cpus[:-1])
     return out
 
 
-def _loop_while_recording(root: pathlib.Path, duration_s: float, writer: str) -> dict:
+def _loop_while_recording(root: pathlib.Path, duration_s: float, writer: str, loop_cpu: int | None = None,
+                          writer_cpus: list[int] | None = None) -> dict:
     from runtime.recording import EpisodeRecorder, RecordingConfig
 
     frames = list(_frames(30, np.random.default_rng(3)))
-    rec = EpisodeRecorder(RecordingConfig(dir=str(root), min_free_mb=0, writer=writer)).start()
+    rec = EpisodeRecorder(RecordingConfig(dir=str(root), min_free_mb=0, writer=writer,
+                                          writer_cpu_affinity=writer_cpus)).start()
     rec.begin_episode("side effect")
-    busy = _loop_lateness(duration_s)
+    busy = _loop_lateness(duration_s, cpu=loop_cpu)
     i = 0
     t_next = time.monotonic()
     while busy["thread"].is_alive():
@@ -260,7 +272,7 @@ def _loop_while_recording(root: pathlib.Path, duration_s: float, writer: str) ->
         time.sleep(max(0.0, t_next - time.monotonic()))
     rec.end_episode("success")
     rec.stop(timeout_s=120)
-    return {**busy["out"], "frames_recorded": rec.counters["frames_written"],
+    return {**busy["out"], "writer_cpus": writer_cpus, "frames_recorded": rec.counters["frames_written"],
             "dropped": rec.counters["dropped_queue_full"]}
 
 
@@ -315,9 +327,11 @@ def _print_summary(r: dict) -> None:
               f"{w['raw_image_MB_per_s']:.0f} MB/s raw, {w['disk_MB']:.0f} of {w['raw_MB']:.0f} MB on disk")
     print(f"  verified load      {r['load_verified']['disk_MB_per_s']:.0f} MB/s of episode files")
     le = r["control_loop_side_effect"]
-    for name in ("alone", "recording_thread_writer", "recording_process_writer"):
+    for name in ("alone", "recording_thread_writer", "recording_process_writer", "recording_process_writer_apart"):
+        if name not in le:
+            continue
         lat = le[name]["lateness_us"]
-        print(f"  200 Hz loop {name:24s} lateness p50 {lat['p50']:.0f} / p99 {lat['p99']:.0f} / max {lat['max']:.0f} us, "
+        print(f"  200 Hz loop {name:30s} lateness p50 {lat['p50']:.0f} / p99 {lat['p99']:.0f} / max {lat['max']:.0f} us, "
               f"missed {le[name]['missed_cycles']}")
     d = r["dds"]
     if d.get("measured"):

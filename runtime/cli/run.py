@@ -175,7 +175,8 @@ def format_summary(report: dict) -> str:
         rows.insert(-2, ("recording", f"{rec.get('episodes_finished', 0)} episode(s) finished in {rec.get('dir', '?')}, "
                                       f"frames written {rec.get('frames_written', 0)} of {rec.get('frames_offered', 0)} "
                                       f"offered; dropped: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) or "none")
-                                      + f"; write errors {rec.get('write_errors', 0)}"))
+                                      + f"; write errors {rec.get('write_errors', 0)}; writer on "
+                                      + (f"CPUs {rec['writer_cpu_affinity']}" if rec.get("writer_cpu_affinity") else "any CPU")))
     ep = report.get("episode")
     if isinstance(ep, dict):
         keys = ("phase", "instruction", "attempts", "successes", "last_error", "planner_link")

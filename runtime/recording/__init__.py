@@ -20,7 +20,21 @@ from runtime.recording.store import (
 __all__ = [
     "RecordingConfig", "RecordingError", "EpisodeRecorder", "Episode", "iter_episodes", "list_episodes",
     "list_quarantined", "load_episode", "pack_dataset", "salvage_episode", "make_recorder",
+    "cpus_left_by_the_control_loop",
 ]
+
+
+def cpus_left_by_the_control_loop(context) -> list[int] | None:
+    """The CPUs this process may use minus those control.realtime.cpu_affinity pins the loop to
+    (None when the loop is not pinned, or when it would leave the writer nowhere)."""
+    import os
+
+    realtime = getattr(getattr(context, "control", None), "realtime", None)
+    loop_cpus = getattr(realtime, "cpu_affinity", None)
+    if not loop_cpus:
+        return None
+    left = sorted(os.sched_getaffinity(0) - set(loop_cpus))
+    return left or None
 
 
 def make_recorder(section: dict | RecordingConfig | None, context=None, record_dir: str | None = None):
@@ -43,6 +57,8 @@ def make_recorder(section: dict | RecordingConfig | None, context=None, record_d
         raw["dir"] = str(record_dir)
     if not raw.get("dir"):
         return None
+    if raw.get("writer_cpu_affinity") is None:
+        raw["writer_cpu_affinity"] = cpus_left_by_the_control_loop(context)
     robot = getattr(context, "robot", None)
     if robot is not None and raw.get("arm_joint_limits") is None and not raw.get("raw_joint_units", False):
         raw["arm_joint_limits"] = {"lower": list(robot.arm_lower_rad), "upper": list(robot.arm_upper_rad)}

@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime.recording.config import RecordingConfig
 from runtime.recording.episode_writer import FrameRecord, RecordingError
-from runtime.recording.writer_core import WriterCore, lock_directory
+from runtime.recording.writer_core import WriterCore, lock_directory, pin_writer
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class ThreadBackend:
             return bool(self._items)
 
     def _run(self) -> None:
+        pin_writer(self.cfg.writer_cpu_affinity)
         while True:
             with self._cv:
                 while not self._items and not self._stop.is_set():

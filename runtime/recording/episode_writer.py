@@ -118,7 +118,7 @@ class EpisodeWriter:
         self._t_last = rec.t
         self._buf.append(rec)
         if self.video is not None:
-            self.video.write(compose_frame(rec.head, rec.wrist, rec.mask))
+            self.video.write(compose_frame(rec.head, rec.wrist, rec.mask, self.cfg.video_height))
         if len(self._buf) >= self.cfg.chunk_frames:
             self.flush()
         return True

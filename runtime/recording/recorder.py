@@ -133,6 +133,7 @@ class EpisodeRecorder:
         """A snapshot for the runtime's status report (cheap; any thread)."""
         _, state, episode, _ = self._backend.writer_status()
         return {"state": state, "dir": str(self.root), "episode": episode, "writer": self.cfg.writer,
+                "writer_cpu_affinity": self.cfg.writer_cpu_affinity,
                 "queue_frames": self.queue_depth(), **self.counters}
 
     # ------------------------------------------------------------------ episode control

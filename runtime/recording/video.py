@@ -19,9 +19,17 @@ MASK_BGR = np.array([0, 255, 0], dtype=np.float32)
 MASK_ALPHA = 0.5
 
 
-def compose_frame(head_bgr: np.ndarray, wrist_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """One video frame (H, 3W', 3) uint8: head | wrist resized to the head's height | overlay."""
+def compose_frame(head_bgr: np.ndarray, wrist_bgr: np.ndarray, mask: np.ndarray, max_height: int = 0) -> np.ndarray:
+    """One video frame (h, 3W', 3) uint8: head | wrist resized to the head's height | overlay.
+
+    `max_height` > 0 scales a taller head image (and its mask) down to it first: cheaper to blend and
+    to encode, and the video is only for watching."""
     h = head_bgr.shape[0]
+    if 0 < max_height < h:
+        w = max(1, round(head_bgr.shape[1] * max_height / h))
+        head_bgr = cv2.resize(head_bgr, (w, max_height), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(np.ascontiguousarray(mask, dtype=np.uint8), (w, max_height), interpolation=cv2.INTER_NEAREST)
+        h = max_height
     if wrist_bgr.shape[0] != h:
         w = max(1, round(wrist_bgr.shape[1] * h / wrist_bgr.shape[0]))
         wrist_bgr = cv2.resize(wrist_bgr, (w, h), interpolation=cv2.INTER_AREA)

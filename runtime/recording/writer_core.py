@@ -21,6 +21,24 @@ from runtime.recording.store import next_episode_index, recover_directory
 
 log = logging.getLogger(__name__)
 
+def pin_writer(cpus: list[int] | None, whole_process: bool = False) -> str:
+    """Keep the calling thread (and every thread it starts later, e.g. zarr's I/O pool) on `cpus`;
+    with `whole_process`, also the threads already running (the writer process's BLAS pool).
+
+    Why: see RecordingConfig.writer_cpu_affinity. Returns what happened, for the status report; a
+    refusal (CPUs not in this cgroup, no permission) leaves the writer where it was and says so."""
+    if not cpus:
+        return "any CPU"
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")] if whole_process else [0]
+        for tid in tids:
+            os.sched_setaffinity(tid, set(cpus))
+    except (OSError, ValueError) as exc:
+        log.warning("recorder writer: CPU affinity %s not applied: %s", cpus, exc)
+        return f"not applied: {exc}"
+    return f"CPUs {sorted(cpus)}"
+
+
 WRITER_COUNTERS = ("frames_written", "dropped_bad_frame", "dropped_after_error", "frames_lost",
                    "episodes_finished", "episodes_quarantined", "write_errors")
 

@@ -23,7 +23,7 @@ def main() -> int:
     from runtime.recording.backends import Ring, pack, resolve_hook
     from runtime.recording.config import RecordingConfig
     from runtime.recording.episode_writer import FrameRecord, RecordingError
-    from runtime.recording.writer_core import WriterCore, lock_directory
+    from runtime.recording.writer_core import WriterCore, lock_directory, pin_writer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the runtime, which stops us cleanly
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s recorder-writer: %(message)s")
@@ -47,6 +47,7 @@ def main() -> int:
             os.nice(int(cfg_dict["writer_nice"]))
         except OSError as exc:
             log.warning("could not renice the recorder writer: %s", exc)
+    pin_writer(cfg_dict.get("writer_cpu_affinity"), whole_process=True)  # before zarr starts its I/O threads: they inherit it
     root_path = Path(root)
     deadline = time.monotonic() + lock_wait_s
     while True:

@@ -189,3 +189,68 @@ def test_event_times_are_on_the_recorders_clock_with_the_sources_kept(tmp_path):
     events = load_episode(list_episodes(tmp_path)[0]).events
     assert [(e["event"], e["t"], e.get("t_source")) for e in events[:3]] == [
         ("episode_start", 500.0, 1.5), ("holding: waiting_for_chunk", 502.0, 0.25), ("planner reply", 502.0, None)]
+
+
+def test_video_is_scaled_down_to_video_height_and_keeps_the_mask(tmp_path):
+    from runtime.recording.video import compose_frame
+
+    head = np.zeros((480, 640, 3), np.uint8)
+    wrist = np.full((240, 320, 3), 200, np.uint8)
+    mask = np.zeros((480, 640), np.uint8)
+    mask[100:300, 200:400] = 1
+    frame = compose_frame(head, wrist, mask, max_height=240)
+    assert frame.shape == (240, 320 + 320 + 320, 3)
+    overlay = frame[:, 640:]
+    assert overlay[100, 150, 1] > 100 and overlay[10, 10].sum() == 0  # green where the mask is, only there
+    assert compose_frame(head, wrist, mask, max_height=0).shape == (480, 640 + 640 + 640, 3)
+    assert compose_frame(head, wrist, mask, max_height=960).shape[0] == 480  # never scaled up
+    with pytest.raises(ConfigError, match="video_height"):
+        RecordingConfig(dir=str(tmp_path), video_height=-1).validate()
+
+
+def _threads_affinity(pid: int) -> dict[int, set[int]]:
+    import os
+
+    return {int(tid): os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_writer_keeps_off_the_control_loops_cpu(tmp_path, writer):
+    """With the loop pinned (control.realtime.cpu_affinity), the writer and every thread it starts
+    (zarr's I/O pool included) run on the other CPUs: its long write() calls cannot hold up the
+    loop's wake-up on a kernel without full preemption."""
+    import os
+    import types
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs to keep the writer off one")
+    loop_cpu, writer_cpus = cpus[-1], cpus[:-1]
+    ctx = types.SimpleNamespace(control=types.SimpleNamespace(realtime=types.SimpleNamespace(cpu_affinity=[loop_cpu])))
+    rec = make_recorder({"video": True, "chunk_frames": 2, "min_free_mb": 0, "writer": writer}, ctx,
+                        record_dir=str(tmp_path))
+    try:
+        assert rec.cfg.writer_cpu_affinity == writer_cpus and rec.status()["writer_cpu_affinity"] == writer_cpus
+        rec.begin_episode("pin")
+        feed_frames(rec, 0, 6)  # chunks written: zarr's threads exist now
+        deadline = time.monotonic() + 20
+        while rec.counters["frames_written"] < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rec.counters["frames_written"] == 6, rec.status()
+        if writer == "process":
+            pinned = _threads_affinity(rec._backend._proc.pid)
+        else:
+            me = _threads_affinity(os.getpid())
+            names = {t.native_id: t.name for t in __import__("threading").enumerate()}
+            pinned = {tid: a for tid, a in me.items() if names.get(tid) == "recorder-writer"}
+        assert pinned and all(a == set(writer_cpus) for a in pinned.values()), pinned
+    finally:
+        rec.stop()
+    unpinned = types.SimpleNamespace(control=types.SimpleNamespace(realtime=types.SimpleNamespace(cpu_affinity=None)))
+    from runtime.recording import cpus_left_by_the_control_loop
+
+    assert cpus_left_by_the_control_loop(unpinned) is None and cpus_left_by_the_control_loop(None) is None
+    everything = types.SimpleNamespace(control=types.SimpleNamespace(realtime=types.SimpleNamespace(cpu_affinity=cpus)))
+    assert cpus_left_by_the_control_loop(everything) is None  # never leave the writer nowhere
+    with pytest.raises(ConfigError, match="writer_cpu_affinity"):
+        RecordingConfig.from_dict({"dir": "x", "writer_cpu_affinity": []})
