@@ -200,6 +200,14 @@ class ProcessBackend:
     def start(self) -> list[str]:
         self._proc = subprocess.Popen([sys.executable, "-m", "runtime.recording.writer_process"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        if self.cfg.writer_cpu_affinity:
+            # Pinned from here, while the child's interpreter is still starting: its imports (zarr,
+            # OpenCV: many file reads and mmaps) already keep off the control loop's CPU. The child
+            # pins every thread again on "hello" in case this raced with its first threads.
+            try:
+                os.sched_setaffinity(self._proc.pid, set(self.cfg.writer_cpu_affinity))
+            except OSError as exc:
+                log.warning("recorder writer: CPU affinity %s not applied at start: %s", self.cfg.writer_cpu_affinity, exc)
         for target, name in ((self._send_loop, "recorder-sender"), (self._reply_loop, "recorder-replies")):
             th = threading.Thread(target=target, name=name, daemon=True)
             th.start()
