@@ -143,6 +143,7 @@ def format_summary(report: dict) -> str:
     ex = c.get("executor", {})
     sf = c.get("safety", {})
     holds = c.get("hold_cycles", {})
+    o2a = c.get("obs_to_actuation_ms") or {}
     cycles = max(1, c.get("cycles") or 1)
     achieved = c.get("rate_hz_achieved")
     target = c.get("rate_hz_target") or 0
@@ -156,6 +157,7 @@ def format_summary(report: dict) -> str:
                          f"missed cycles {c.get('missed_cycles')}"),
         ("commands", f"{c.get('commands_sent', 0)} sent; holding: {hold_txt}"),
         ("policy", f"{p.get('inferences', 0)} inferences, latency p50 {_ms(pl.get('p50'))}, p99 {_ms(pl.get('p99'))}; "
+                   f"observation -> actuation p50 {_ms(o2a.get('p50'))}, max {_ms(o2a.get('max'))}; "
                    f"chunks accepted {ex.get('chunks_accepted', 0)}, rejected stale {ex.get('chunks_rejected_stale', 0)}, "
                    f"non-finite {ex.get('chunks_rejected_nonfinite', 0)}; actions dropped late {ex.get('actions_dropped_late', 0)}"),
         ("tracker", f"{t.get('frames', 0)} frames, latency p50 {_ms(tl.get('p50'))}, p99 {_ms(tl.get('p99'))}, "

@@ -106,6 +106,10 @@ class ControlLoop:
         self.commands_sent = 0
         self.send_errors = 0
         self.cycle_work = LatencyStats(200_000)
+        # Observation -> actuation: a chunk's observation time to the end of the first serial write
+        # whose setpoint came from it (what a robot team asks first: how old is what the arm does?).
+        self.obs_to_actuation = LatencyStats(10_000)
+        self._unsent_obs_t: float | None = None  # t_obs of an accepted chunk not yet on the wire
         self.last_command: np.ndarray | None = None
         self.last_state = None
         self.thread_setup: Any = None
@@ -173,7 +177,7 @@ class ControlLoop:
     def _safe_stop(self) -> None:
         """Hold (decelerate within limits) for up to stop_hold_s, then disarm."""
         self.policy_enabled.clear()
-        self.executor.clear()
+        self._clear_chunks()
         deadline = self.clock.now() + self.stop_hold_s
         while self.clock.now() < deadline and not self._stopped and not self._need_resync:
             tick = self.rate.sleep()
@@ -202,6 +206,8 @@ class ControlLoop:
             self._chunk_seq = item.seq
             if not self.executor.offer(item.value, now):
                 self._event(f"chunk rejected: {self.executor.last_reject_reason}")
+            else:
+                self._unsent_obs_t = item.value.t_obs
 
         target, reason = None, None
         enabled = self.policy_enabled.is_set()
@@ -225,7 +231,11 @@ class ControlLoop:
         if not accepted:
             reason = "nonfinite_target"
         self._set_hold(reason, now, perception_age)
+        before = self.commands_sent
         sent = self._send(q_cmd, t_target)
+        if self._unsent_obs_t is not None and reason is None and self.commands_sent > before:
+            self.obs_to_actuation.add(max(0.0, self.clock.now() - self._unsent_obs_t))
+            self._unsent_obs_t = None
         if enabled and perception_age <= self.max_perception_age_s and self.executor.should_request(
             now, self.requests.in_flight
         ):
@@ -234,6 +244,10 @@ class ControlLoop:
         return sent
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def _clear_chunks(self) -> None:
+        self.executor.clear()
+        self._unsent_obs_t = None
+
     def _read_state(self):
         try:
             return self.bridge.latest_state(self.max_state_age_s)
@@ -251,7 +265,7 @@ class ControlLoop:
                 return False
         positions = np.asarray(state.positions, dtype=np.float64)
         self.safety.reset(positions)
-        self.executor.clear()
+        self._clear_chunks()
         self.requests.cancel()
         self._need_resync = False
         self._event("command stream (re)synchronised to the measured position")
@@ -304,7 +318,7 @@ class ControlLoop:
                 self._stopped = True
                 self._homing = False
                 self.policy_enabled.clear()
-                self.executor.clear()
+                self._clear_chunks()
                 self._event("protective stop (commanded)")
             elif command == "clear":
                 if self._stopped:
@@ -320,7 +334,7 @@ class ControlLoop:
                 self.policy_enabled.set()
             elif command == "disable":
                 self.policy_enabled.clear()
-                self.executor.clear()
+                self._clear_chunks()
                 self.requests.cancel()
             else:
                 self._note_error(f"unknown loop command {command!r}")
@@ -349,7 +363,7 @@ class ControlLoop:
                            seq=-1, t_ready=now)
         self.policy_enabled.clear()
         self.requests.cancel()
-        self.executor.clear()
+        self._clear_chunks()
         self.executor.blender.add(chunk, now)
         self._homing = True
         self._event(f"homing ({duration_s:.1f} s)")
@@ -405,6 +419,8 @@ class ControlLoop:
         return {
             **r,
             "cycle_work_us": {k: v for k, v in self.cycle_work.summary_us().items() if k in ("p50", "p99", "max")},
+            "obs_to_actuation_ms": {k: v for k, v in self.obs_to_actuation.summary_ms().items()
+                                    if k in ("count", "p50", "p99", "max")},
             "commands_sent": self.commands_sent,
             "send_errors": self.send_errors,
             "hold_cycles": dict(self.hold_cycles),

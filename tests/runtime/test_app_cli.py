@@ -52,6 +52,8 @@ def test_sigterm_stops_safely_and_writes_the_report(tmp_path):
         assert key in r
     assert {"inferences", "latency_ms"} <= set(r["policy"]) and {"frames", "dropped"} <= set(r["camera"])
     assert "control loop" in out and "lateness p50" in out  # the summary table
+    assert set(c["obs_to_actuation_ms"]) == {"count", "p50", "p99", "max"}
+    assert "observation -> actuation p50" in out
 
 
 def test_duration_with_separate_control_process(tmp_path):
