@@ -14,7 +14,14 @@ from torch import nn
 
 
 class RmsNorm(nn.Module):
-    """timm.layers.RmsNorm: x * rsqrt(mean(x^2) + eps) * weight (no centering, eps 1e-6)."""
+    """timm.layers.RmsNorm as upstream runs it (requirements.txt pins timm==1.0.12), eps 1e-6.
+
+    timm <= 1.0.12 (layers/fast_norm.py rms_norm, CPU and non-apex GPU path) divides by the square root
+    of the *unbiased variance* of x, torch.var(x, dim=-1), not of mean(x^2): x * rsqrt(var(x) + eps)
+    * weight. timm 1.0.13 (commit 15406a93, "Fixing RmsNorm") switched to mean(x^2). Upstream's
+    checkpoints are trained with the pinned timm, so we reproduce its formula; with mean(x^2) the
+    action chunk moved by ~2% of its range (benchmarks/upstream_parity.py, small preset).
+    """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -22,7 +29,7 @@ class RmsNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = x.pow(2).mean(dim=-1, keepdim=True)
+        v = torch.var(x, dim=-1, keepdim=True)  # unbiased, centered: timm 1.0.12's rms_norm
         return x * torch.rsqrt(v + self.eps) * self.weight
 
 
