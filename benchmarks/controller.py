@@ -11,7 +11,8 @@ Per preset (quick: `small`; full: `small` and `dexgraspvla`, the paper's sizes):
 - floor: analytic FLOPs (export/flops.py) / the matmul rate measured in this process
   (benchmarks/common/matmul.py: best median of numpy and ONNX Runtime MatMul).
 Models are random-weight checkpoints in upstream format (`dexgrasp make-checkpoint`), exported once
-and cached under ~/.cache/dexgrasp/controller-bench (the paper-size export takes minutes).
+and cached under ~/.cache/dexgrasp/controller-bench/<preset>-seed<seed>-<export code hash> (the
+paper-size export takes minutes).
 
 Run alone: python -m benchmarks.controller --quick --out bench-out
 """
@@ -41,10 +42,13 @@ def _ensure_model(preset: str, seed: int = 0) -> tuple[pathlib.Path, pathlib.Pat
     from export.model.arch import get_preset
     from export.onnx_export import export_controller
     from export.random_init import make_checkpoint
+    from runtime.config.models import exporter_fingerprint
     from runtime.controller.manifest import DENOISER_UNCACHED, Manifest
     from runtime.errors import ModelError
 
-    root = CACHE / f"{preset}-seed{seed}"
+    # Keyed by the export code too: a model exported by older code (e.g. before a numerics fix in
+    # export/model) is never timed as if it were the current one.
+    root = CACHE / f"{preset}-seed{seed}-{exporter_fingerprint()}"
     ckpt, model_dir = root / "model.ckpt", root / "model"
     if not ckpt.is_file():
         make_checkpoint(get_preset(preset), ckpt, seed=seed)

@@ -96,6 +96,7 @@ def child_upstream(argv: list[str]) -> int:
     p.add_argument("--output", required=True)
     p.add_argument("--weights", choices=("model", "ema_model"), default="model")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--timing-repeats", type=int, default=0)
     a = p.parse_args(argv)
 
     os.environ.setdefault("XFORMERS_DISABLED", "1")
@@ -144,8 +145,8 @@ def child_upstream(argv: list[str]) -> int:
 
     # Intermediate outputs, recorded with forward hooks (no extra compute, upstream code untouched).
     captured: dict[str, list] = {"cond": [], "eps": []}
-    policy.obs_encoder.register_forward_hook(lambda m, i, o: captured["cond"].append(o.detach().clone()))
-    policy.model.register_forward_hook(lambda m, i, o: captured["eps"].append(o[0].detach().clone()))
+    hooks = [policy.obs_encoder.register_forward_hook(lambda m, i, o: captured["cond"].append(o.detach().clone())),
+             policy.model.register_forward_hook(lambda m, i, o: captured["eps"].append(o[0].detach().clone()))]
 
     # Patch 2: the initial trajectory of conditional_sample is our noise.
     randn_calls = []
@@ -169,6 +170,15 @@ def child_upstream(argv: list[str]) -> int:
         torch.randn = original_randn
     if randn_calls != [tuple(noise.shape)]:
         raise RuntimeError(f"expected one torch.randn{tuple(noise.shape)} in predict_action, saw {randn_calls}")
+    # Speed: the parity call above was the warm-up; these calls draw their own noise (unpatched).
+    for h in hooks:
+        h.remove()
+    repeat_s = []
+    for _ in range(a.timing_repeats):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            policy.predict_action(obs)
+        repeat_s.append(time.perf_counter() - t0)
 
     import inspect
 
@@ -195,6 +205,7 @@ def child_upstream(argv: list[str]) -> int:
         "randn_calls": [list(c) for c in randn_calls],
         "build_s": round(build_s, 2),
         "predict_action_s": round(predict_s, 2),
+        "predict_action_repeats_s": [round(s, 3) for s in repeat_s],
         "timm_rms_norm": timm_rms_norm,
         "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "timm": timm.__version__,
@@ -289,8 +300,9 @@ def run_preset(args: argparse.Namespace, preset: str, scratch: pathlib.Path) -> 
     # 4. our torch-free export
     onnx_path = work / "onnx_action.npz"
     t0 = time.perf_counter()
+    repeat = ("--repeat", str(args.timing_repeats + 1)) if args.timing_repeats else ()
     r = _run(_dexgrasp("infer", "--model", str(model_dir), "--obs", str(obs_path), "--noise", str(noise_path),
-                       "--output", str(onnx_path), "--threads", str(args.threads), torch_free=True),
+                       "--output", str(onnx_path), "--threads", str(args.threads), *repeat, torch_free=True),
              "dexgrasp infer (torch-free)")
     timings["onnx_infer_process_s"] = time.perf_counter() - t0
     onnx_timing = json.loads(r.stdout.strip().splitlines()[-1])
@@ -306,6 +318,11 @@ def run_preset(args: argparse.Namespace, preset: str, scratch: pathlib.Path) -> 
     timings["rebuild_predict_action_s"] = time.perf_counter() - t0
     h1.remove()
     h2.remove()
+    rebuild_repeats = []
+    for _ in range(args.timing_repeats):
+        t0 = time.perf_counter()
+        policy.predict_action(obs, noise)
+        rebuild_repeats.append(time.perf_counter() - t0)
     rebuild_cond = captured["cond"][0].numpy()
     rebuild_eps = torch.stack(captured["eps"]).numpy()
     del policy, loaded
@@ -317,7 +334,8 @@ def run_preset(args: argparse.Namespace, preset: str, scratch: pathlib.Path) -> 
     _run([args.upstream_python, str(pathlib.Path(__file__).resolve()), "--child-upstream",
           "--upstream", str(args.upstream), "--dinov2", str(args.dinov2), "--checkpoint", str(ckpt),
           "--obs", str(obs_path), "--noise", str(noise_path), "--output", str(up_path),
-          "--weights", weights, "--threads", str(args.threads)], "upstream predict_action (subprocess)", env=env)
+          "--weights", weights, "--threads", str(args.threads), "--timing-repeats", str(args.timing_repeats)],
+         "upstream predict_action (subprocess)", env=env)
     timings["upstream_process_s"] = time.perf_counter() - t0
     with np.load(up_path) as f:
         up = {k: f[k] for k in f.files}
@@ -349,6 +367,19 @@ def run_preset(args: argparse.Namespace, preset: str, scratch: pathlib.Path) -> 
         "onnx_timing_ms": onnx_timing,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
+    if args.timing_repeats:
+        up_s = float(np.median(up_info["predict_action_repeats_s"]))
+        onnx_s = onnx_timing["total_ms"] / 1e3
+        result["speed"] = {
+            "repeats_after_warmup": args.timing_repeats,
+            "upstream_predict_action_s_median": round(up_s, 3),
+            "rebuild_predict_action_s_median": round(float(np.median(rebuild_repeats)), 3),
+            "onnx_total_s_median": round(onnx_s, 3),
+            "onnx_encoder_s_median": round(onnx_timing["encoder_ms"] / 1e3, 3),
+            "onnx_denoise_s_median": round(onnx_timing["denoise_ms"] / 1e3, 3),
+            "speedup_onnx_vs_upstream": round(up_s / onnx_s, 2),
+            "speedup_onnx_vs_rebuild": round(float(np.median(rebuild_repeats)) / onnx_s, 2),
+        }
     c = result["comparisons"]
     result["pass"] = {
         "rebuild_vs_upstream": c["rebuild_vs_upstream"]["rel_err"] <= args.rebuild_tolerance,
@@ -383,6 +414,17 @@ def _summary(results: dict) -> str:
             if isinstance(comp, dict):
                 lines.append(f"| {r['preset']} | {name} | {comp['max_abs_err']:.3g} | {comp['range']:.4g} | "
                              f"{comp['rel_err']:.3g} |")
+    timed = [r for r in results["presets"] if "speed" in r]
+    if timed:
+        lines += ["", "Speed, same run, medians after a warm-up (seconds per predict_action / inference):", "",
+                  "| preset | upstream predict_action | our rebuild (eager) | exported (ONNX Runtime) | "
+                  "speed-up vs upstream | vs rebuild |", "|---|---|---|---|---|---|"]
+        for r in timed:
+            s = r["speed"]
+            lines.append(f"| {r['preset']} | {s['upstream_predict_action_s_median']:.2f} | "
+                         f"{s['rebuild_predict_action_s_median']:.2f} | {s['onnx_total_s_median']:.2f} "
+                         f"(encoder {s['onnx_encoder_s_median']:.2f} + denoise {s['onnx_denoise_s_median']:.2f}) | "
+                         f"{s['speedup_onnx_vs_upstream']:.2f}x | {s['speedup_onnx_vs_rebuild']:.2f}x |")
     lines += ["", "Upstream child: " + "; ".join(
         f"{r['preset']}: {r['upstream_child']['policy_class']}, {r['upstream_child']['scheduler_class']}, "
         f"hub models {r['upstream_child']['hub_models']}, timm RmsNorm {r['upstream_child']['timm_rms_norm']}, "
@@ -423,6 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"pass if rebuild vs upstream err / range <= this (default {REBUILD_TOLERANCE:g})")
     p.add_argument("--export-tolerance", type=float, default=EXPORT_TOLERANCE,
                    help=f"pass if onnx vs upstream err / range <= this (default {EXPORT_TOLERANCE:g})")
+    p.add_argument("--timing-repeats", type=int, default=0, metavar="N",
+                   help="also time N more calls of each side after the parity call (the warm-up) and report "
+                        "medians and the speed-up of the export over upstream's own predict_action (default 0: "
+                        "parity only). Run it on an otherwise idle machine.")
     p.add_argument("--scratch", type=pathlib.Path, metavar="DIR",
                    help="parent of the scratch directory (default: the system temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (checkpoints, models, npz)")
