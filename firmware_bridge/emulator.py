@@ -250,8 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     binary = ensure_emulator_binary()
     cmd = [str(binary)]
     if args.limits:
-        table = Path(tempfile.mkdtemp(prefix="dexgrasp-limits-")) / "limits.txt"
-        table.write_text(JointLimits.load_json(args.limits).to_emulator_table())
+        # exec replaces this process, so nothing could delete a temporary file afterwards: the table
+        # goes to the cache under its content hash instead (one small file per distinct limits set).
+        text = JointLimits.load_json(args.limits).to_emulator_table()
+        table = cache_dir("emulator-limits") / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        if not table.is_file() or table.read_text() != text:
+            table.write_text(text)
         cmd += ["--limits", str(table)]
     os.execv(cmd[0], cmd + rest)
     return 0  # not reached

@@ -128,7 +128,8 @@ def test_json_limits_cli_wrapper_runs_the_emulator(fw_build, tmp_path):
     limits = tmp_path / "l.json"
     limits.write_text(json.dumps({"names": list(DEFAULT_JOINT_NAMES), "lower": [-1] * 13, "upper": [1] * 13,
                                   "velocity": [1] * 13}))
-    env = dict(os.environ, DEXGRASP_FW_EMULATOR=str(fw_build / "dexgrasp-fw-emulator"))
+    cache = tmp_path / "cache"
+    env = dict(os.environ, DEXGRASP_FW_EMULATOR=str(fw_build / "dexgrasp-fw-emulator"), DEXGRASP_CACHE_DIR=str(cache))
     p = subprocess.Popen([sys.executable, "-m", "firmware_bridge.emulator", "--limits", str(limits),
                           "--exit-on-stdin-eof"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env)
@@ -138,6 +139,9 @@ def test_json_limits_cli_wrapper_runs_the_emulator(fw_build, tmp_path):
     p.stdout.close()
     p.stderr.close()
     assert line.startswith(b"/dev/"), line
+    # the table the exec'd emulator read lives in the cache under its content hash (no temp dir leaks)
+    (table,) = (cache / "emulator-limits").glob("*.txt")
+    assert table.read_text().count("\n") >= 13
 
 
 def test_threads_stop_on_close(start_emulator):
