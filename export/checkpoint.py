@@ -8,7 +8,6 @@ Accepted inputs:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pathlib
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from export.model.arch import ControllerArch, get_preset
 from export.model.policy import ControllerPolicy
 from export.upstream_cfg import arch_from_cfg
 from runtime.errors import CheckpointError, ConfigError
+from runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,7 @@ class LoadedCheckpoint:
     weights: str  # "model", "ema_model" or "state_dict"
 
 
-def file_sha256(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the checkpoint's hash, recorded in the export manifest
 
 
 def _read_payload(path: pathlib.Path):

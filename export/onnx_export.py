@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import logging
 import pathlib
 import time
@@ -35,6 +34,7 @@ from runtime.controller.manifest import (
     obs_specs,
 )
 from runtime.errors import ModelError
+from runtime.hashing import sha256_files
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,7 @@ EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB
 
 def graph_sha256(onnx_path: pathlib.Path, data_path: pathlib.Path | None) -> str:
     """sha256 over the .onnx file followed by its external data file (when present)."""
-    h = hashlib.sha256()
-    for p in (onnx_path, data_path):
-        if p is not None and p.exists():
-            with p.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 22), b""):
-                    h.update(chunk)
-    return h.hexdigest()
+    return sha256_files((onnx_path, data_path))
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 def build_engines(export_dir: pathlib.Path, precision: str = "fp32", progress: bool = True) -> pathlib.Path:
     """Build `<graph>.<precision>.engine` for each graph in the tracker manifest and record it there."""
     from export.tensorrt_build import build_engine
-    from runtime.tracking.learned.backend import shared_spec
     from runtime.tracking.learned.manifest import load_manifest
 
     export_dir = pathlib.Path(export_dir)
@@ -26,7 +25,7 @@ def build_engines(export_dir: pathlib.Path, precision: str = "fp32", progress: b
     for name, spec in manifest.graphs.items():
         engine_file = f"{name}.{precision}.engine"
         log.info("building TensorRT engine %s", engine_file)
-        build_engine(export_dir / spec.file, shared_spec(spec), export_dir / engine_file,
+        build_engine(export_dir / spec.file, spec, export_dir / engine_file,
                      precision == "fp16", cache, progress)
         spec.engine = engine_file
     manifest.precision = precision

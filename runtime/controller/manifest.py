@@ -55,6 +55,9 @@ class GraphSpec:
                 return spec
         raise ModelError(f"graph {self.file} has no input '{name}'")
 
+    def input_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.input(name).shape)
+
     @classmethod
     def from_dict(cls, d: dict) -> GraphSpec:
         return cls(

@@ -6,22 +6,14 @@ every file it lists was fully written before it; a reader recomputes the checksu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from runtime.hashing import sha256_file
 from runtime.recording.layout import FORMAT, MANIFEST
 
-_BLOCK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["sha256_file", "build_manifest", "write_manifest", "verify_manifest", "write_atomic", "fsync_dir"]
 
 
 def fsync_dir(path: Path) -> None:

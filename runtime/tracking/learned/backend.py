@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pathlib
 import time
-from dataclasses import asdict
 
 import numpy as np
 
@@ -20,13 +19,6 @@ from runtime.stats import LatencyStats
 from runtime.tracking.learned.manifest import GraphSpec
 
 BACKENDS = ("onnxruntime", "tensorrt")
-
-
-def shared_spec(spec: GraphSpec):
-    """The tracker's GraphSpec as runtime.controller.manifest.GraphSpec (same fields)."""
-    from runtime.controller.manifest import GraphSpec as SharedGraphSpec
-
-    return SharedGraphSpec.from_dict(asdict(spec))
 
 
 class GraphRunner:
@@ -41,7 +33,7 @@ class GraphRunner:
         self.stats = LatencyStats(capacity=10_000)
         self._input_shapes = {t.name: tuple(t.shape) for t in spec.inputs}
         options = {"threads": threads} if backend == "onnxruntime" else {}
-        self._backend = open_backend(backend, directory, shared_spec(spec), **options)
+        self._backend = open_backend(backend, directory, spec, **options)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for key, shape in self._input_shapes.items():

@@ -6,47 +6,22 @@ Torch-free.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pathlib
 from dataclasses import asdict, dataclass, field
 
+# One graph/tensor description for every exported model: the inference backends take it as is.
+from runtime.controller.manifest import GraphSpec, TensorSpec
 from runtime.errors import ModelError
+from runtime.hashing import sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 KIND = "tracker"
 
 
-@dataclass
-class TensorSpec:
-    name: str
-    shape: list[int]
-    dtype: str  # numpy dtype name
-
-
-@dataclass
-class GraphSpec:
-    file: str
-    sha256: str
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    engine: str | None = None  # TensorRT engine file, when built
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GraphSpec:
-        return cls(file=str(d["file"]), sha256=str(d["sha256"]),
-                   inputs=[TensorSpec(str(t["name"]), [int(x) for x in t["shape"]], str(t["dtype"]))
-                           for t in d["inputs"]],
-                   outputs=[TensorSpec(str(t["name"]), [int(x) for x in t["shape"]], str(t["dtype"]))
-                            for t in d["outputs"]],
-                   engine=d.get("engine"))
-
-    def input_shape(self, name: str) -> tuple[int, ...]:
-        for spec in self.inputs:
-            if spec.name == name:
-                return tuple(spec.shape)
-        raise ModelError(f"graph {self.file} has no input '{name}'")
+__all__ = ["GraphSpec", "TensorSpec", "CutieSettings", "SamSettings", "TrackerManifest", "load_manifest",
+           "sha256_file"]
 
 
 @dataclass
@@ -100,14 +75,6 @@ class TrackerManifest:
         if name not in self.graphs:
             raise ModelError(f"tracker manifest has no graph '{name}' (has: {', '.join(sorted(self.graphs))})")
         return self.graphs[name]
-
-
-def sha256_file(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_manifest(directory: str | pathlib.Path, verify_hashes: bool = True) -> TrackerManifest:
