@@ -18,6 +18,7 @@ import torch
 
 from export.checkpoint import LoadedCheckpoint
 from export.graphs import DenoiserGraph, EncoderGraph, UncachedDenoiserGraph, use_explicit_attention
+from export.model.layers import TIMM_1_0_12, check_rmsnorm_convention, set_rmsnorm_convention
 from runtime.controller.ddim import DDIMSampler
 from runtime.controller.manifest import (
     DENOISER,
@@ -124,8 +125,12 @@ def example_inputs(arch, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, precision: str = "fp32",
-                      with_uncached: bool = False, progress: bool = True) -> Manifest:
+                      with_uncached: bool = False, progress: bool = True, rmsnorm: str = TIMM_1_0_12) -> Manifest:
     """Write encoder.onnx, denoiser.onnx (+ denoiser_uncached.onnx) and manifest.json to output_dir.
+
+    `rmsnorm` is the timm RmsNorm formula the checkpoint was trained with ("timm-1.0.12", upstream's
+    pin, or "mean-square" for timm >= 1.0.13); the weights cannot tell, so the caller says it and the
+    manifest records it.
 
     Blocks for the whole export: seconds for the small preset, a few minutes at full size.
     """
@@ -138,7 +143,9 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
     out.mkdir(parents=True, exist_ok=True)
     arch = ckpt.arch
     dtype = torch.float16 if precision == "fp16" else torch.float32
+    check_rmsnorm_convention(rmsnorm)
     policy = copy.deepcopy(ckpt.policy).eval()
+    set_rmsnorm_convention(policy, rmsnorm)
     use_explicit_attention(policy)
     if dtype != torch.float32:
         policy = policy.to(dtype)
@@ -198,6 +205,7 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
         opset=OPSET,
         source_checkpoint={"path": ckpt.path, "sha256": ckpt.sha256, "weights": ckpt.weights},
         exporter={"torch": torch.__version__, "onnx": onnx.__version__},
+        rmsnorm=rmsnorm,
     )
     manifest.save(out)
     return manifest

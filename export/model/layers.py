@@ -13,6 +13,36 @@ import torch.nn.functional as F
 from torch import nn
 
 
+TIMM_1_0_12 = "timm-1.0.12"
+MEAN_SQUARE = "mean-square"
+# Upstream's requirements.txt pins timm==1.0.12, so that is the default; a checkpoint trained with
+# timm >= 1.0.13 (or with NVIDIA apex installed) needs "mean-square" or its actions are off by ~1e-2
+# of the range. The export option `--rmsnorm` picks it and the manifest records it.
+RMSNORM_CONVENTIONS = (TIMM_1_0_12, MEAN_SQUARE)
+
+
+def check_rmsnorm_convention(convention: str) -> str:
+    """Return `convention` if known, else raise a one-line ConfigError naming the valid choices."""
+    if convention not in RMSNORM_CONVENTIONS:
+        from runtime.errors import ConfigError
+
+        raise ConfigError(f"rmsnorm convention '{convention}' is unknown; choose one of {list(RMSNORM_CONVENTIONS)}")
+    return convention
+
+
+def set_rmsnorm_convention(module: nn.Module, convention: str) -> int:
+    """Switch every RmsNorm under `module` to `convention` (no weights change); returns how many.
+
+    The convention is not in the state dict (timm's checkpoints do not say which timm trained them),
+    so the exporter sets it after strict loading, from the user's `--rmsnorm` choice.
+    """
+    check_rmsnorm_convention(convention)
+    norms = [m for m in module.modules() if isinstance(m, RmsNorm)]
+    for m in norms:
+        m.convention = convention
+    return len(norms)
+
+
 class RmsNorm(nn.Module):
     """timm.layers.RmsNorm as upstream runs it (requirements.txt pins timm==1.0.12), eps 1e-6.
 
@@ -21,15 +51,21 @@ class RmsNorm(nn.Module):
     * weight. timm 1.0.13 (commit 15406a93, "Fixing RmsNorm") switched to mean(x^2). Upstream's
     checkpoints are trained with the pinned timm, so we reproduce its formula; with mean(x^2) the
     action chunk moved by ~2% of its range (benchmarks/upstream_parity.py, small preset).
+    `convention="mean-square"` gives timm >= 1.0.13's x * rsqrt(mean(x^2) + eps) * weight, for
+    checkpoints trained with a newer timm.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+    def __init__(self, channels: int, eps: float = 1e-6, convention: str = TIMM_1_0_12) -> None:
         super().__init__()
         self.eps = eps
+        self.convention = check_rmsnorm_convention(convention)
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = torch.var(x, dim=-1, keepdim=True)  # unbiased, centered: timm 1.0.12's rms_norm
+        if self.convention == MEAN_SQUARE:
+            v = x.pow(2).mean(dim=-1, keepdim=True)  # timm >= 1.0.13
+        else:
+            v = torch.var(x, dim=-1, keepdim=True)  # unbiased, centered: timm 1.0.12's rms_norm
         return x * torch.rsqrt(v + self.eps) * self.weight
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from export.model.arch import ControllerArch
 from export.model.dit import TransformerForActionDiffusion
+from export.model.layers import TIMM_1_0_12, set_rmsnorm_convention
 from export.model.obs_encoder import ObsEncoder
 
 
@@ -47,7 +48,8 @@ class LinearNormalizer(nn.Module):
 
 
 class ControllerPolicy(nn.Module):
-    def __init__(self, arch: ControllerArch, normalizer_stats: dict | None = None, use_sdpa: bool = True) -> None:
+    def __init__(self, arch: ControllerArch, normalizer_stats: dict | None = None, use_sdpa: bool = True,
+                 rmsnorm: str = TIMM_1_0_12) -> None:
         super().__init__()
         self.arch = arch
         self._dummy_variable = nn.Parameter(torch.empty(0), requires_grad=False)  # ModuleAttrMixin
@@ -63,6 +65,9 @@ class ControllerPolicy(nn.Module):
             use_sdpa=use_sdpa,
         )
         self.normalizer = LinearNormalizer(normalizer_stats)
+        # timm's RmsNorm formula changed in 1.0.13; the weights do not say which one trained them.
+        self.rmsnorm = rmsnorm
+        set_rmsnorm_convention(self, rmsnorm)
 
     def make_scheduler(self):
         from diffusers import DDIMScheduler

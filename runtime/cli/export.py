@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     c.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to reuse and update")
     c.add_argument("--with-uncached", action="store_true",
                    help="also export denoiser_uncached.onnx (upstream's per-step K/V; for benchmarks)")
+    c.add_argument("--rmsnorm", choices=("timm-1.0.12", "mean-square"), default="timm-1.0.12",
+                   help="RmsNorm formula the checkpoint was trained with: timm-1.0.12 (upstream's pin: "
+                        "unbiased variance) or mean-square (timm >= 1.0.13); recorded in the manifest")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
     c.set_defaults(func=run_controller)
     _register_tracker(sub)
@@ -84,7 +87,8 @@ def run_controller(args: argparse.Namespace) -> int:
           f"{a.n_head} heads (width {a.feature_dim}), action {a.action_horizon}x{a.action_dim}, "
           f"{a.num_inference_steps} DDIM steps; weights: {ckpt.weights}", flush=True)
     manifest = export_controller(ckpt, args.output, precision=args.precision,
-                                 with_uncached=args.with_uncached, progress=not args.no_progress)
+                                 with_uncached=args.with_uncached, progress=not args.no_progress,
+                                 rmsnorm=args.rmsnorm)
     if args.tensorrt:
         from export.tensorrt_build import build_engines
 

@@ -87,6 +87,9 @@ class Manifest:
     opset: int = 17
     source_checkpoint: dict = field(default_factory=dict)  # path, sha256, weights ("model"/"ema_model")
     exporter: dict = field(default_factory=dict)  # versions of torch / onnx used
+    # timm RmsNorm formula baked into the graphs: "timm-1.0.12" (upstream's pin, unbiased variance) or
+    # "mean-square" (timm >= 1.0.13). Recorded because the weights cannot tell which one trained them.
+    rmsnorm: str = "timm-1.0.12"
     schema_version: int = SCHEMA_VERSION
 
     def graph(self, name: str) -> GraphSpec:
@@ -125,6 +128,7 @@ class Manifest:
             opset=int(d.get("opset", 17)),
             source_checkpoint=d.get("source_checkpoint", {}),
             exporter=d.get("exporter", {}),
+            rmsnorm=str(d.get("rmsnorm", "timm-1.0.12")),
             schema_version=version,
             **fields,
         )
