@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 TIMM_1_0_12 = "timm-1.0.12"
 MEAN_SQUARE = "mean-square"
 # Upstream's requirements.txt pins timm==1.0.12, so that is the default; a checkpoint trained with
