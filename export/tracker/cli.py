@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape = parser.add_argument_group("shapes")
     shape.add_argument("--height", type=int, default=480, help="camera frame height (default: 480)")
     shape.add_argument("--width", type=int, default=640, help="camera frame width (default: 640)")
-    shape.add_argument("--objects", choices=("upstream", "target"), default="upstream",
-                       help="upstream: track background (id 0) and target (id 1) as upstream does; "
-                            "target: the target only (half the per-object work)")
+    shape.add_argument("--objects", choices=("target", "target-and-background"), default="target",
+                       help="target: the target only (object id 1), as upstream's inference.py does "
+                            "(default); target-and-background: also background as object 0 (twice the work)")
     parser.add_argument("--output", type=pathlib.Path, required=True, help="export directory")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="TensorRT engine precision (ONNX graphs stay fp32; default: fp32)")

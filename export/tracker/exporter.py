@@ -12,10 +12,10 @@ from runtime.errors import ConfigError
 log = logging.getLogger(__name__)
 
 OBJECT_MODES = {
-    # upstream passes objects=np.unique(mask) = [0, 1]: the background region is tracked as object 0
-    "upstream": ((0, 1), 1),
-    # only the target (one object): half the per-object work, not what the controller was trained on
+    # upstream's inference.py: objects = np.unique(mask) with 0 removed, i.e. [1]: the target only
     "target": ((1,), 1),
+    # not upstream: the background region tracked as object 0 beside the target (twice the work)
+    "target-and-background": ((0, 1), 1),
 }
 
 
@@ -31,7 +31,7 @@ class TrackerExportRequest:
     seed: int = 0
     height: int = 480
     width: int = 640
-    objects: str = "upstream"
+    objects: str = "target"
     precision: str = "fp32"
     tensorrt: bool = False
 

@@ -76,12 +76,12 @@ def test_frames_not_a_multiple_of_16_are_padded_like_cutie(tmp_path):
     assert min(r[1] for r in rows) >= 0.99
 
 
-def test_target_only_export_matches_inference_core_with_one_object(tmp_path):
-    """--objects target: Cutie tracks only object 1 (InferenceCore with objects=[1])."""
-    export_dir = export_random_tracker(tmp_path / "target", 128, 160, objects="target")
+def test_with_background_export_matches_inference_core_with_two_objects(tmp_path):
+    """--objects target-and-background (not upstream): Cutie tracks ids [0, 1], background included."""
+    export_dir = export_random_tracker(tmp_path / "bg", 128, 160, objects="target-and-background")
     frames, masks = moving_object_video(8, height=128, width=160, radius_px=(22, 16), step_px=(3.0, 1.0))
-    ours, ref = CutieTracker(export_dir), ReferenceCutie(export_dir, objects=(1,))
-    assert ours.settings.object_ids == [1]
+    ours, ref = CutieTracker(export_dir), ReferenceCutie(export_dir, objects=(0, 1))
+    assert ours.settings.object_ids == [0, 1]
     for i, frame in enumerate(frames):
         result = ours.init(frame, mask=masks[0]) if i == 0 else ours.track(frame)
         ref_prob, ref_mask = ref.init(frame, masks[0]) if i == 0 else ref.step(frame)

@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
     proc = dexgrasp("export", "tracker", "--random-init", "--cutie-config", "small", "--height", str(H),
                     "--width", str(W), "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "cutie_segment" in proc.stdout and "objects [0, 1]" in proc.stdout
+    assert "cutie_segment" in proc.stdout and "objects [1]" in proc.stdout  # upstream: target only
     return out
 
 
@@ -109,3 +109,10 @@ def test_bad_cutie_checkpoints_are_named(tmp_path):
         build_cutie("base", checkpoint=small)
     with pytest.raises(CheckpointError, match="does not exist"):
         build_cutie("small", checkpoint=tmp_path / "missing.pth")
+
+
+def test_default_export_tracks_target_only(exported):
+    """Upstream's inference.py drops 0 from np.unique(mask): the default export tracks ids [1] only."""
+    from runtime.tracking.cutie import CutieTracker
+
+    assert CutieTracker(exported).settings.object_ids == [1]

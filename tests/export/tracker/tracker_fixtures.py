@@ -10,7 +10,7 @@ import numpy as np
 
 def export_random_tracker(out: pathlib.Path, height: int, width: int, cutie_config: str = "small",
                           seed: int = 0, with_sam: bool = False, sam_type: str = "vit_b",
-                          objects: str = "upstream") -> pathlib.Path:
+                          objects: str = "target") -> pathlib.Path:
     from export.tracker.exporter import TrackerExportRequest, export_tracker
 
     with warnings.catch_warnings():
@@ -29,7 +29,7 @@ def cutie_checkpoint(out: pathlib.Path) -> pathlib.Path:
 class ReferenceCutie:
     """PyTorch InferenceCore with upstream's settings, driven exactly like upstream's get_mask()."""
 
-    def __init__(self, export_dir: pathlib.Path, cutie_config: str = "small", objects=(0, 1)):
+    def __init__(self, export_dir: pathlib.Path, cutie_config: str = "small", objects=(1,)):
         import torch
         from cutie.inference.inference_core import InferenceCore
 
