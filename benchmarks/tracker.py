@@ -120,7 +120,7 @@ def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
             image = torch.from_numpy(frame[..., ::-1].copy()).permute(2, 0, 1).float() / 255
             t = time.perf_counter()
             if i == 0:
-                processor.step(image, torch.from_numpy(masks[0]), objects=[0, 1])
+                processor.step(image, torch.from_numpy(masks[0]), objects=[1])
             else:
                 processor.step(image)
                 torch_s.append(time.perf_counter() - t)
