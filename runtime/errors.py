@@ -43,7 +43,14 @@ def require(module: str, extra: str, purpose: str):
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except (ImportError, OSError) as exc:  # pragma: no cover - depends on the environment
+        if "cannot open shared object" in str(exc) or isinstance(exc, OSError):
+            # the Python package is installed but a system library it links is not: pip cannot fix that
+            apt = " Install it with: sudo apt-get install libusb-1.0-0" if "libusb" in str(exc) else ""
+            raise MissingExtraError(
+                f"{purpose}: the module '{module}' is installed but a system library it needs is missing "
+                f"({str(exc).splitlines()[0] if str(exc) else exc!r}).{apt}"
+            ) from exc
         raise MissingExtraError(
             f"{purpose} needs the Python module '{module}', which is not importable ({exc}). "
             f"Install it with: pip install 'dexgraspvla-runtime[{extra}]'"

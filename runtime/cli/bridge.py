@@ -19,6 +19,15 @@ Probe or exercise the firmware bridge (serial protocol to the hand/arm microcont
 """
 
 
+from runtime.cli.argtypes import number  # noqa: E402
+
+# Bounds of `bridge stream` (shown in --help): the firmware link runs at most ~1 kHz, a bench
+# check needs no more than an hour, and 0.2 rad keeps the test motion small near the limits.
+MAX_RATE_HZ = 2000.0
+MAX_DURATION_S = 3600.0
+MAX_AMPLITUDE_RAD = 0.2
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("bridge", help="probe / stream the serial firmware bridge", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,10 +51,12 @@ def register(subparsers) -> None:
                                         "current pose, disarm.\nExample: dexgrasp bridge stream --emulator "
                                         "--duration 10 --rate 500")
     common(stream)
-    stream.add_argument("--duration", type=float, default=5.0, help="seconds (default 5)")
-    stream.add_argument("--rate", type=float, default=500.0, help="command rate in Hz (default 500)")
-    stream.add_argument("--amplitude", type=float, default=0.05,
-                        help="sine amplitude on the arm joints, rad (default 0.05)")
+    stream.add_argument("--duration", type=number(float, 0, MAX_DURATION_S, lo_open=True), default=5.0,
+                        help=f"wall-clock seconds, 0 < s <= {MAX_DURATION_S:g} (default 5)")
+    stream.add_argument("--rate", type=number(float, 0, MAX_RATE_HZ, lo_open=True), default=500.0,
+                        help=f"command rate in Hz, 0 < hz <= {MAX_RATE_HZ:g} (default 500)")
+    stream.add_argument("--amplitude", type=number(float, 0, MAX_AMPLITUDE_RAD), default=0.05,
+                        help=f"sine amplitude on the arm joints, 0 <= rad <= {MAX_AMPLITUDE_RAD:g} (default 0.05)")
     stream.set_defaults(func=_stream)
 
 
@@ -113,11 +124,16 @@ def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, 
     mask[:7] = 1.0
     rate = Rate(rate_hz, bridge.clock, name="bridge-stream")
     refused = 0
+    # Stop on elapsed clock time, not on a cycle count: a rate the link cannot sustain must not
+    # stretch a 0.5 s stream into minutes.
     n_cycles = max(1, int(round(duration_s * rate_hz)))
+    t_start = bridge.clock.now()
     bar = tqdm(total=n_cycles, unit="cmd", desc="streaming", file=sys.stderr, disable=not progress,
                mininterval=0.5)
     try:
-        for _ in range(n_cycles):
+        for i in range(n_cycles):
+            if i and bridge.clock.now() - t_start >= duration_s:
+                break
             tick = rate.sleep()
             phase = 2 * math.pi * 0.5 * (tick.deadline - rate.started_at)
             q = bridge.limits.clip(q0 + mask * amplitude * math.sin(phase))

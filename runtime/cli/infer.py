@@ -18,6 +18,9 @@ Example:
 """
 
 
+from runtime.cli.argtypes import number  # noqa: E402
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("infer", help="run an exported controller on saved inputs",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,11 +28,11 @@ def register(subparsers) -> None:
     p.add_argument("--obs", required=True, metavar="OBS.npz", help="policy inputs")
     p.add_argument("--output", required=True, metavar="OUT.npz", help="where to write `action`")
     p.add_argument("--noise", metavar="NOISE.npz", help="initial DDIM sample (`noise`)")
-    p.add_argument("--seed", type=int, help="seed for the initial sample when --noise is not given")
+    p.add_argument("--seed", type=number(int, 0), help="seed for the initial sample when --noise is not given")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
     p.add_argument("--providers", help="ONNX Runtime providers, comma separated: cpu,cuda,tensorrt")
-    p.add_argument("--repeat", type=int, default=1, help="run N times, report medians (default 1)")
-    p.add_argument("--threads", type=int, help="intra-op threads (ONNX Runtime; default: all cores)")
+    p.add_argument("--repeat", type=number(int, 1, 100000), default=1, help="run N times, report medians (default 1)")
+    p.add_argument("--threads", type=number(int, 1, 1024), help="intra-op threads (ONNX Runtime; default: all cores)")
     p.set_defaults(func=run)
 
 
@@ -49,6 +52,23 @@ def _load_npz(path: str, what: str) -> dict:
         raise ObservationError(f"{what} file '{path}' is not a readable .npz: {exc}") from exc
 
 
+def _check_output(path: str) -> None:
+    """Fail before running the model if --output cannot be written (missing folder, no permission)."""
+    import os
+
+    from runtime.errors import ConfigError
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"--output '{path}' is a directory; give a file name such as OUT.npz")
+    if not os.path.isdir(parent):
+        raise ConfigError(f"--output '{path}': directory '{parent}' does not exist")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ConfigError(f"--output '{path}' is not writable")
+    if not os.path.exists(path) and not os.access(parent, os.W_OK):
+        raise ConfigError(f"--output '{path}': directory '{parent}' is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import statistics
@@ -60,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be >= 1, got {args.repeat}")
+    _check_output(args.output)  # before the (slow) inference, so a typo costs nothing
     obs = _load_npz(args.obs, "observation")
     noise = None
     if args.noise:
@@ -76,7 +97,12 @@ def run(args: argparse.Namespace) -> int:
     for _ in range(args.repeat):
         action = controller.predict(obs, noise=noise)
         timings.append(controller.last_timing)
-    np.savez(args.output, action=action[None].astype(np.float32))
+    try:
+        # a file object, not a name: np.savez would append ".npz" (turning /dev/full into /dev/full.npz)
+        with open(args.output, "wb") as f:
+            np.savez(f, action=action[None].astype(np.float32))
+    except OSError as exc:
+        raise ConfigError(f"--output '{args.output}': cannot write: {exc.strerror or exc}") from exc
     medians = {k: round(statistics.median(t[k] for t in timings), 3) for k in ("encoder_ms", "denoise_ms", "total_ms")}
     print(f"wrote {args.output}: action {tuple(action[None].shape)} float32, "
           f"range [{action.min():.4f}, {action.max():.4f}]")

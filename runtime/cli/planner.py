@@ -45,6 +45,9 @@ Example:
 """
 
 
+from runtime.cli.argtypes import endpoint, number  # noqa: E402
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("planner", help="planner server / one-shot query / CURVE keys",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,34 +56,35 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("serve", help="run the planner server", description=SERVE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--bind", required=True, help="ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5557")
+    s.add_argument("--bind", required=True, type=endpoint, help="ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5557")
     s.add_argument("--backend", choices=("vlm", "local"), default="vlm",
                    help="vlm: an OpenAI-compatible VLM (default); local: OpenCV grounding, no VLM")
     s.add_argument("--vlm-url", help="base URL of the OpenAI-compatible API, e.g. http://localhost:8000/v1")
     s.add_argument("--model", help="model name (default: the first model the server lists)")
     s.add_argument("--api-key-env", help="name of the environment variable holding the API key")
-    s.add_argument("--workers", type=int, default=2, help="concurrent VLM calls (default 2)")
-    s.add_argument("--queue", type=int, default=8, help="requests waiting beyond the workers before 'busy'")
-    s.add_argument("--attempts", type=int, default=3, help="VLM attempts per request within its deadline")
-    s.add_argument("--attempt-timeout-s", type=float, default=30.0, help="cap on one VLM attempt")
-    s.add_argument("--max-tokens", type=int, default=256, help="max_tokens per VLM reply")
+    s.add_argument("--workers", type=number(int, 1, 256), default=2, help="concurrent VLM calls (default 2)")
+    s.add_argument("--queue", type=number(int, 0, 100000), default=8, help="requests waiting beyond the workers before 'busy'")
+    s.add_argument("--attempts", type=number(int, 1, 100), default=3, help="VLM attempts per request within its deadline")
+    s.add_argument("--attempt-timeout-s", type=number(float, 0, 3600, lo_open=True), default=30.0, help="cap on one VLM attempt")
+    s.add_argument("--max-tokens", type=number(int, 1, 1_000_000), default=256, help="max_tokens per VLM reply")
     s.add_argument("--coords", choices=("pixels", "norm1000", "norm1"), default="pixels",
                    help="how the model writes box coordinates (Qwen2.5-VL: pixels; Qwen2-VL: norm1000)")
     s.add_argument("--vlm-max-side", type=int, default=None,
                    help="downscale images to this longer side before sending them to the VLM")
-    s.add_argument("--max-message-mb", type=float, default=8.0, help="largest ZeroMQ message accepted")
+    s.add_argument("--max-message-mb", type=number(float, 0, 4096, lo_open=True), default=8.0, help="largest ZeroMQ message accepted")
     s.add_argument("--curve-secret", help="server secret key file (.key_secret) to enable CURVE")
     s.add_argument("--curve-allow-dir", help="directory of allowed client public keys (*.key)")
     s.set_defaults(func=_serve)
 
     a = sub.add_parser("ask", help="send one request, print the validated result", description=ASK_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("--connect", required=True, help="planner server endpoint, e.g. tcp://127.0.0.1:5557")
+    a.add_argument("--connect", required=True, type=endpoint, help="planner server endpoint, e.g. tcp://127.0.0.1:5557")
     a.add_argument("--task", required=True, choices=("instruction", "bbox", "verify", "complete"))
     a.add_argument("--image", required=True, help="head camera image file (PNG/JPEG)")
     a.add_argument("--image2", help="second image: initial head (instruction/complete) or wrist (verify)")
     a.add_argument("--prompt", default="", help="user prompt or grasping instruction (see above)")
-    a.add_argument("--timeout-s", type=float, default=30.0, help="overall deadline (default 30 s)")
+    a.add_argument("--timeout-s", type=number(float, 0, 3600, lo_open=True), default=30.0,
+                   help="overall deadline, 0 < s <= 3600 (default 30 s)")
     a.add_argument("--max-side", type=int, default=None, help="downscale images to this longer side before sending")
     a.add_argument("--curve-secret", help="this client's secret key file (.key_secret)")
     a.add_argument("--curve-server-key", help="the server's public key file (.key) to pin")

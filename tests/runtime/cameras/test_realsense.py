@@ -15,7 +15,12 @@ from runtime.cameras.worker import CameraWorker
 from runtime.clock import FakeClock
 from runtime.errors import ConfigError, DeviceNotConnectedError
 
-rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 (extra 'realsense') is not installed")
+try:
+    # importorskip only skips a missing module; a wheel whose system library (libusb-1.0) is
+    # absent raises ImportError/OSError at import and would stop the whole collection.
+    import pyrealsense2 as rs
+except (ImportError, OSError) as _exc:
+    pytest.skip(f"pyrealsense2 (extra 'realsense') is not importable: {_exc}", allow_module_level=True)
 
 from runtime.cameras.realsense import RealSenseCamera, find_cameras  # noqa: E402
 from runtime.cameras.rs_recording import recording_suffix, write_recording  # noqa: E402
