@@ -18,7 +18,7 @@ from runtime.errors import ConfigError, DeviceNotConnectedError
 try:
     # importorskip only skips a missing module; a wheel whose system library (libusb-1.0) is
     # absent raises ImportError/OSError at import and would stop the whole collection.
-    import pyrealsense2 as rs
+    import pyrealsense2 as rs  # noqa: F401
 except (ImportError, OSError) as _exc:
     pytest.skip(f"pyrealsense2 (extra 'realsense') is not importable: {_exc}", allow_module_level=True)
 
