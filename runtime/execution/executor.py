@@ -173,6 +173,11 @@ class ChunkExecutor:
     def note_request(self) -> None:
         self.counters.requests += 1
 
+    def start_homing(self, chunk: TimedChunk, now: float) -> None:
+        """Replace everything with a homing trajectory (no policy chunk may blend into it)."""
+        self.blender.clear()
+        self.blender.add(chunk, now)
+
     def clear(self) -> None:
         """Forget every chunk (stop, disable, re-arm): the next motion needs a fresh observation."""
         self.blender.clear()

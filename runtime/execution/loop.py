@@ -99,6 +99,13 @@ class ControlLoop:
         self._need_resync = True
         self._stopped = False  # protective stop latched until "clear"
         self._homing = False  # executing a homing motion (no policy, no camera needed)
+        # Generation (epoch) of requests and chunks: disable, home, clear and protective stop advance
+        # it, so a chunk from an inference that was already running when the motion changed (its
+        # observation predates the new generation) is dropped instead of overriding e.g. homing.
+        self.generation = 0
+        self._generation_t = -math.inf
+        self.chunks_dropped_old_generation = 0
+        self.homes_completed = 0  # explicit counter for waiters (App.go_home), not an event string
         self.hold_reason: str | None = "starting"
         self.hold_cycles: Counter = Counter()
         self.events: deque = deque(maxlen=200)
@@ -204,7 +211,10 @@ class ControlLoop:
         item = self.chunks.peek()
         if item is not None and item.seq != self._chunk_seq:
             self._chunk_seq = item.seq
-            if not self.executor.offer(item.value, now):
+            if self._is_old_generation(item.value):
+                self.chunks_dropped_old_generation += 1
+                self._event(f"chunk {item.value.seq} dropped: older generation (now {self.generation})")
+            elif not self.executor.offer(item.value, now):
                 self._event(f"chunk rejected: {self.executor.last_reject_reason}")
             else:
                 self._unsent_obs_t = item.value.t_obs
@@ -216,6 +226,7 @@ class ControlLoop:
             target = self.executor.setpoint(now)
             if target is None:
                 self._homing = False
+                self.homes_completed += 1
                 self._event("home reached")
             reason = "homing" if target is not None else "policy_disabled"
             enabled = False
@@ -244,6 +255,24 @@ class ControlLoop:
         return sent
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def _advance_generation(self, now: float) -> None:
+        """Start a new generation: every chunk computed from an earlier observation is stale."""
+        self.generation += 1
+        self._generation_t = now
+        self.requests.cancel()
+        set_gen = getattr(self.requests, "set_generation", None)
+        if set_gen is not None:
+            set_gen(self.generation)
+
+    def _is_old_generation(self, chunk) -> bool:
+        """A chunk stamped with a generation must match; an unstamped one must have been observed
+        after the generation began (an inference running across disable/home predates it). While
+        homing, no policy chunk is taken at all."""
+        gen = getattr(chunk, "generation", None)
+        if gen is not None and gen != self.generation:
+            return True
+        return self._homing or chunk.t_obs < self._generation_t
+
     def _clear_chunks(self) -> None:
         self.executor.clear()
         self._unsent_obs_t = None
@@ -319,11 +348,13 @@ class ControlLoop:
                 self._homing = False
                 self.policy_enabled.clear()
                 self._clear_chunks()
+                self._advance_generation(now)
                 self._event("protective stop (commanded)")
             elif command == "clear":
                 if self._stopped:
                     self._try(self.bridge.clear_stop, "clear_stop")
                     self._stopped = False
+                    self._advance_generation(now)
                     self._need_resync = True
                     self.hold_reason = "starting"  # clearing a stop re-arms from the measured position
                     self._event("protective stop cleared")
@@ -335,7 +366,7 @@ class ControlLoop:
             elif command == "disable":
                 self.policy_enabled.clear()
                 self._clear_chunks()
-                self.requests.cancel()
+                self._advance_generation(now)
             else:
                 self._note_error(f"unknown loop command {command!r}")
 
@@ -362,9 +393,9 @@ class ControlLoop:
         chunk = TimedChunk(start + u * (target - start), t_obs=now + (n - 1) * dt, t_start=now, dt_s=dt,
                            seq=-1, t_ready=now)
         self.policy_enabled.clear()
-        self.requests.cancel()
-        self._clear_chunks()
-        self.executor.blender.add(chunk, now)
+        self._advance_generation(now)
+        self._unsent_obs_t = None
+        self.executor.start_homing(chunk, now)
         self._homing = True
         self._event(f"homing ({duration_s:.1f} s)")
 
@@ -394,6 +425,8 @@ class ControlLoop:
             "missed_cycles": self.rate.missed_cycles,
             "chunks_accepted": self.executor.counters.chunks_accepted,
             "hold_reason": self.hold_reason,
+            "homes_completed": self.homes_completed,
+            "chunks_dropped_old_generation": self.chunks_dropped_old_generation,
         }
 
     def status(self) -> dict:
@@ -427,6 +460,9 @@ class ControlLoop:
             "hold_reason_at_end": self.hold_reason,
             "safety": self.safety.counters.as_dict(),
             "executor": self.executor.counters.as_dict(),
+            "generation": self.generation,
+            "chunks_dropped_old_generation": self.chunks_dropped_old_generation,
+            "homes_completed": self.homes_completed,
             "events": list(self.events)[-50:],
             "thread_setup": self.thread_setup,
             "lateness_histogram": lateness_histogram(self.rate.lateness.samples()),
