@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,15 +41,53 @@ class LoadedCheckpoint:
 file_sha256 = sha256_file  # the checkpoint's hash, recorded in the export manifest
 
 
-def _read_payload(path: pathlib.Path):
+def _safe_globals() -> list:
+    """Exactly the globals an upstream workspace .ckpt references (OmegaConf cfg containers, the
+    defaultdict OmegaConf uses for flags, dill's builtin-type lookup): nothing that runs code."""
+    import collections
+    import typing
+
+    import dill
+    from omegaconf import DictConfig, ListConfig
+    from omegaconf.base import ContainerMetadata, Metadata
+    from omegaconf.nodes import AnyNode
+
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode, collections.defaultdict,
+            typing.Any, dill._dill._load_type]
+
+
+def _read_payload(path: pathlib.Path, trust_checkpoint: bool = False):
+    """Unpickle with torch's weights_only loader and an allow-list, so a hostile .ckpt cannot run code;
+    trust_checkpoint=True (CLI --trust-checkpoint) does full dill unpickling for files you trust."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes)")
     import dill
 
+    if trust_checkpoint:
+        kwargs = {"pickle_module": dill, "weights_only": False}
+    else:
+        kwargs = {"weights_only": True}
     try:
-        return torch.load(path, map_location="cpu", pickle_module=dill, weights_only=False)
+        if trust_checkpoint:
+            return torch.load(path, map_location="cpu", **kwargs)
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", **kwargs)
+    except pickle.UnpicklingError as exc:
+        if not trust_checkpoint:
+            msg = str(exc)
+            found = re.search(r"GLOBAL ([\w.]+)|global ([\w.]+)|Unsupported class ([\w.]+)|"
+                              r"Trying to call reduce for ([\w.<>]+)", msg)
+            name = next((g for g in found.groups() if g), "?") if found else "?"
+            if found or "weights_only" in msg.lower() or "Weights only load failed" in msg:
+                raise CheckpointError(
+                    f"checkpoint '{path}' references the disallowed global '{name}' (refused: it could run "
+                    "code); pass --trust-checkpoint only for files you trust"
+                ) from exc
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read (corrupt or truncated file?): {type(exc).__name__}: {exc}"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError/UnpicklingError/EOFError/...
         raise CheckpointError(
             f"checkpoint '{path}' cannot be read (corrupt or truncated file?): {type(exc).__name__}: {exc}"
@@ -123,7 +163,7 @@ def build_policy(arch: ControllerArch, state_dict: Mapping[str, torch.Tensor], s
 
 
 def load_checkpoint(path: str | pathlib.Path, preset: str | None = None, use_ema: bool = False,
-                    use_sdpa: bool = True) -> LoadedCheckpoint:
+                    use_sdpa: bool = True, trust_checkpoint: bool = False) -> LoadedCheckpoint:
     """Load a checkpoint into a ControllerPolicy in eval mode.
 
     Raises CheckpointError naming what is wrong (unreadable file, unknown architecture, missing,
@@ -131,7 +171,7 @@ def load_checkpoint(path: str | pathlib.Path, preset: str | None = None, use_ema
     the full-size model).
     """
     path = pathlib.Path(path)
-    payload = _read_payload(path)
+    payload = _read_payload(path, trust_checkpoint)
     source = f"checkpoint '{path}'"
     if isinstance(payload, Mapping) and "state_dicts" in payload:
         state_dicts = payload["state_dicts"]

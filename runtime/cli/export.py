@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     c.add_argument("--rmsnorm", choices=("timm-1.0.12", "mean-square"), default="timm-1.0.12",
                    help="RmsNorm formula the checkpoint was trained with: timm-1.0.12 (upstream's pin: "
                         "unbiased variance) or mean-square (timm >= 1.0.13); recorded in the manifest")
+    c.add_argument("--trust-checkpoint", action="store_true",
+                   help="fully unpickle CKPT (can run arbitrary code): only for files you trust")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
     c.set_defaults(func=run_controller)
     _register_tracker(sub)
@@ -81,7 +83,8 @@ def run_controller(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     print(f"loading {args.checkpoint} ...", flush=True)
-    ckpt = load_checkpoint(args.checkpoint, preset=args.preset, use_ema=args.use_ema)
+    ckpt = load_checkpoint(args.checkpoint, preset=args.preset, use_ema=args.use_ema,
+                           trust_checkpoint=args.trust_checkpoint)
     a = ckpt.arch
     print(f"architecture: head {a.head_model_type}, wrist {a.wrist_model_type}, DiT {a.n_layer} layers x "
           f"{a.n_head} heads (width {a.feature_dim}), action {a.action_horizon}x{a.action_dim}, "
