@@ -396,6 +396,21 @@ static void run_watchdog(dgb_device_t *dev, uint64_t now_us)
     }
 }
 
+/* Largest speed toward a point `dist` ahead from which braking at `amax` in whole ticks of
+ * `dt` (this tick moves at v, later ones at v - k*amax*dt) stops without passing it.
+ * The exact discrete sum is at most v^2/(2a) + v*dt/2 + a*dt^2/8, so solve that for v. */
+static float stop_speed(float dist, float amax, float dt)
+{
+    float half = 0.5f * amax * dt;
+    float room = dist - 0.125f * amax * dt * dt;
+    float v;
+    if (!(room > 0.0f)) {
+        return 0.0f;
+    }
+    v = -half + sqrtf(half * half + 2.0f * amax * room);
+    return v > 0.0f ? v : 0.0f;
+}
+
 void dgb_device_tick(dgb_device_t *dev, uint64_t now_us, float dt_s)
 {
     unsigned i;
@@ -415,13 +430,9 @@ void dgb_device_tick(dgb_device_t *dev, uint64_t now_us, float dt_s)
         if (dev->mode == DGB_MODE_ARMED) {
             float err = goal[i] - dev->setpoint[i];
             float horizon = remaining_s > dt_s ? remaining_s : dt_s;
-            /* Fastest speed from which the discrete-time deceleration (amax per tick) still stops
-             * at the goal: v^2/(2a) + v*dt/2 <= |err|. */
-            float half = 0.5f * amax * dt_s;
-            float v_brake = -half + sqrtf(half * half + 2.0f * amax * fabsf(err));
             v_des = err / horizon;
-            if (fabsf(v_des) > v_brake) {
-                v_des = err > 0.0f ? v_brake : -v_brake;
+            if (fabsf(v_des) > stop_speed(fabsf(err), amax, dt_s)) {
+                v_des = err > 0.0f ? stop_speed(fabsf(err), amax, dt_s) : -stop_speed(fabsf(err), amax, dt_s);
             }
         } else {
             v_des = 0.0f; /* hold, disarmed, safe-off, protective stop: decelerate to rest */
@@ -433,6 +444,19 @@ void dgb_device_tick(dgb_device_t *dev, uint64_t now_us, float dt_s)
             v_des = -vmax;
             limited = true;
         }
+        /* Brake for the position limits with the same whole-tick stopping rule, so the joint
+         * never has to be stopped at the limit in one tick. */
+        {
+            float v_up = stop_speed(dev->cfg.upper[i] - dev->setpoint[i], amax, dt_s);
+            float v_lo = stop_speed(dev->setpoint[i] - dev->cfg.lower[i], amax, dt_s);
+            if (v_des > v_up) {
+                v_des = v_up;
+                limited = true;
+            } else if (v_des < -v_lo) {
+                v_des = -v_lo;
+                limited = true;
+            }
+        }
         if (v_des > v + amax * dt_s) {
             v_des = v + amax * dt_s;
             limited = true;
@@ -440,19 +464,14 @@ void dgb_device_tick(dgb_device_t *dev, uint64_t now_us, float dt_s)
             v_des = v - amax * dt_s;
             limited = true;
         }
+        /* No snap to the goal: a goal too close to stop for is overshot only as far as the
+         * acceleration limit forces, and the next ticks come back to it. */
         dev->setpoint[i] += v_des * dt_s;
-        if (dev->mode == DGB_MODE_ARMED) {
-            /* never step past the goal because of float rounding */
-            float err_before = goal[i] - (dev->setpoint[i] - v_des * dt_s);
-            float err_after = goal[i] - dev->setpoint[i];
-            if ((err_before > 0.0f && err_after < 0.0f) || (err_before < 0.0f && err_after > 0.0f)) {
-                dev->setpoint[i] = goal[i];
-                v_des = 0.0f;
-            }
-        }
-        if (dev->setpoint[i] <= dev->cfg.lower[i] || dev->setpoint[i] >= dev->cfg.upper[i]) {
+        if (dev->setpoint[i] < dev->cfg.lower[i] || dev->setpoint[i] > dev->cfg.upper[i]) {
+            /* Float rounding of the stopping rule: hold the position at the limit but keep the
+             * (accel-limited) velocity, which the limit brake decays at amax next ticks; zeroing
+             * it here would be a one-tick stop above the acceleration limit. */
             dev->setpoint[i] = clampf(dev->setpoint[i], dev->cfg.lower[i], dev->cfg.upper[i]);
-            v_des = 0.0f;
         }
         dev->setpoint_velocity[i] = v_des;
     }
