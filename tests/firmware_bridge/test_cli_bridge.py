@@ -40,7 +40,7 @@ def test_stream_last_line_is_the_summary(fw_build):
 @pytest.mark.parametrize("args,msg", [
     (["probe"], "give --port"),
     (["probe", "--port", "/dev/definitely-not-a-port"], "cannot open serial port"),
-    (["stream", "--emulator", "--rate", "0"], "must be positive"),
+    (["stream", "--emulator", "--rate", "0"], "argument --rate: must be > 0"),
 ])
 def test_errors_are_one_line_without_traceback(fw_build, args, msg):
     p = _run(args, fw_build, timeout=60)
