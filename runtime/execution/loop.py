@@ -293,7 +293,12 @@ class ControlLoop:
                 self._hold("arm_failed", now)
                 return False
         positions = np.asarray(state.positions, dtype=np.float64)
-        self.safety.reset(positions)
+        if not self.safety.reset(positions):
+            # A NaN/Inf state read must not crash the loop: hold (send nothing, the firmware holds)
+            # and retry the resync on the next fresh state.
+            self._note_error(f"resync refused: {self.safety.reset_error}")
+            self._hold("measured_state_nonfinite", now)
+            return False
         self._clear_chunks()
         self.requests.cancel()
         self._need_resync = False

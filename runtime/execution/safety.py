@@ -2,7 +2,9 @@
 
 Every control cycle's target passes `SafetyFilter.apply`: non-finite values are rejected (the
 robot holds), positions are clamped to the joint limits, then the step is rate-limited so the
-commanded velocity and acceleration stay within limits. The filter runs on its own previous
+commanded velocity and acceleration stay within limits. Braking toward a target or a joint
+limit uses a discrete-time stopping rule (`stopping_velocity`), so the command reaches a limit
+without ever passing it and without a one-cycle stop. The filter runs on its own previous
 command (not the measured state), so its output is a smooth, bounded trajectory whatever the
 policy produces; the firmware enforces its own limits again (defence in depth).
 """
@@ -49,6 +51,7 @@ class SafetyCounters:
 
     cycles: int = 0
     rejected_nonfinite: int = 0
+    rejected_nonfinite_state: int = 0  # reset() calls refused for a NaN/Inf measured position
     clamped_position: int = 0  # cycles where at least one joint was clamped to its limits
     limited_velocity: int = 0
     limited_acceleration: int = 0
@@ -59,12 +62,36 @@ class SafetyCounters:
         return {
             "cycles": self.cycles,
             "rejected_nonfinite": self.rejected_nonfinite,
+            "rejected_nonfinite_state": self.rejected_nonfinite_state,
             "clamped_position": self.clamped_position,
             "limited_velocity": self.limited_velocity,
             "limited_acceleration": self.limited_acceleration,
             "largest_step": [round(x, 6) for x in self.largest_step],
             "largest_step_requested": self.largest_step_requested,
         }
+
+
+def stopping_velocity(distance: np.ndarray, max_acceleration: np.ndarray, dt: float) -> np.ndarray:
+    """The largest velocity toward a point `distance` ahead that can still stop there without
+    passing it, for the discrete update q += v*dt with |dv| <= a*dt per cycle.
+
+    Why discrete: the continuous rule sqrt(2*a*e) overshoots by up to a cycle's travel, and when the
+    point is a joint limit the position clip then zeroes the velocity in one cycle (5x the
+    acceleration limit at 200 Hz). With d = a*dt, commanding v now and then v-d, v-2d, ... travels
+    dt*sum_i max(v - i*d, 0); for v = n*d + r (0 <= r <= d) that is dt*((n+1)*v - d*n*(n+1)/2).
+    Solving it for the distance gives v = e/((n+1)*dt) + d*n/2 with n the largest integer such
+    that n*(n+1)/2 <= e/(d*dt). Stepping at this v leaves exactly the distance that v - d can stop
+    in, so the bound next cycle is never below v - d: braking is always within the acceleration
+    limit.
+    """
+    e = np.maximum(np.asarray(distance, dtype=np.float64), 0.0)
+    d = np.asarray(max_acceleration, dtype=np.float64) * dt
+    big_e = e / (d * dt)
+    n = np.floor((np.sqrt(8.0 * big_e + 1.0) - 1.0) / 2.0)
+    n = np.where((n + 1.0) * (n + 2.0) / 2.0 <= big_e, n + 1.0, n)  # floating-point guards
+    n = np.where(n * (n + 1.0) / 2.0 > big_e, n - 1.0, n)
+    n = np.maximum(n, 0.0)
+    return e / ((n + 1.0) * dt) + d * n / 2.0
 
 
 class SafetyFilter:
@@ -85,6 +112,7 @@ class SafetyFilter:
         self._v = np.zeros(limits.n)
         self._target_prev: np.ndarray | None = None
         self._hold_target: np.ndarray | None = None
+        self.reset_error: str | None = None  # why the last reset() refused, for the loop's log
 
     @property
     def holding(self) -> bool:
@@ -104,14 +132,27 @@ class SafetyFilter:
     def velocity(self) -> np.ndarray:
         return self._v.copy()
 
-    def reset(self, q: np.ndarray) -> None:
+    def reset(self, q: np.ndarray) -> bool:
+        """Restart from the measured position `q` at rest. Returns False (and sets
+        `reset_error`) when `q` holds NaN/Inf: a glitched state read must not crash the control
+        loop, so the filter keeps its previous state (last safe command, or not ready) and the
+        caller holds and retries. A wrong shape is a wiring bug and still raises."""
         q = np.asarray(q, dtype=np.float64)
-        if q.shape != (self.limits.n,) or not np.all(np.isfinite(q)):
-            raise ValueError(f"reset needs {self.limits.n} finite positions, got {q!r}")
+        if q.shape != (self.limits.n,):
+            raise ValueError(f"reset needs {self.limits.n} positions, got shape {q.shape}")
+        bad = np.flatnonzero(~np.isfinite(q))
+        if bad.size:
+            self.reset_error = (
+                f"measured position not finite at joint(s) {bad.tolist()}: {q[bad].tolist()}"
+            )
+            self.counters.rejected_nonfinite_state += 1
+            return False
+        self.reset_error = None
         self._q = np.clip(q, self.limits.lower, self.limits.upper)
         self._v = np.zeros(self.limits.n)
         self._target_prev = self._q.copy()
         self._hold_target = None
+        return True
 
     def stopping_point(self) -> np.ndarray:
         """Where the robot comes to rest if it decelerates at the limit from now: the hold target
@@ -119,11 +160,19 @@ class SafetyFilter:
         q, v, a = self.position, self._v, self.limits.max_acceleration
         return np.clip(q + v * np.abs(v) / (2.0 * a), self.limits.lower, self.limits.upper)
 
+    def _limit_speed(self, direction: int) -> np.ndarray:
+        """Fastest speed toward the upper (+1) or lower (-1) joint limit that can still stop
+        at the limit (see `stopping_velocity`)."""
+        lim = self.limits
+        dist = lim.upper - self._q if direction > 0 else self._q - lim.lower
+        return stopping_velocity(dist, lim.max_acceleration, self.dt_s)
+
     def _brake(self) -> np.ndarray:
         """Hold: decelerate every joint at its limit until at rest, then stay (never turns back)."""
         lim, dt = self.limits, self.dt_s
         dv = lim.max_acceleration * dt
         v = np.sign(self._v) * np.maximum(np.abs(self._v) - dv, 0.0)
+        v = np.clip(v, -self._limit_speed(-1), self._limit_speed(+1))  # rounding only (invariant)
         q = np.clip(self._q + v * dt, lim.lower, lim.upper)
         self._v = (q - self._q) / dt
         self._q = q
@@ -155,21 +204,27 @@ class SafetyFilter:
         error = target - self._q
         c.largest_step_requested = max(c.largest_step_requested, float(np.max(np.abs(error))))
 
-        # The target's own velocity lets a moving target be followed exactly; the stopping bound
-        # (|v - v_target| <= sqrt(2 a |e|)) makes a jump approach its goal without overshoot.
-        # A jump in the target (new chunk, hold entry) is no velocity to follow: treat it as 0.
+        # The target's own velocity lets a moving target be followed exactly; the discrete stopping
+        # bound (|v - v_target| <= stopping_velocity(|e|)) makes a jump approach its goal without
+        # overshoot. A jump in the target (new chunk, hold entry) is no velocity to follow: 0.
         v_target = (target - self._target_prev) / dt
         v_target = np.where(np.abs(v_target) > 2.0 * lim.max_velocity, 0.0, v_target)
-        bound = np.sqrt(2.0 * lim.max_acceleration * np.abs(error))
+        bound = stopping_velocity(np.abs(error), lim.max_acceleration, dt)
         v_des = np.clip(error / dt, v_target - bound, v_target + bound)
         v = np.clip(v_des, -lim.max_velocity, lim.max_velocity)
         if np.any(v != v_des):
             c.limited_velocity += 1
+        # Position limits as velocity bounds: never faster toward a limit than can stop at it.
+        # Since every command obeys these, the acceleration window below always overlaps them
+        # (stepping at the bound leaves exactly the room v - a*dt needs), so the final position
+        # clip only absorbs rounding and never stops a joint in one cycle.
+        lo_pos, hi_pos = -self._limit_speed(-1), self._limit_speed(+1)
+        v = np.clip(v, lo_pos, hi_pos)
         dv = lim.max_acceleration * dt
         v_acc = np.clip(v, self._v - dv, self._v + dv)
         if np.any(np.abs(v_acc - v) > 1e-12):
             c.limited_acceleration += 1
-        v = v_acc
+        v = np.clip(v_acc, lo_pos, hi_pos)  # no-op unless the state was infeasible
         q = np.clip(self._q + v * dt, lim.lower, lim.upper)
         v = (q - self._q) / dt
         step = np.abs(q - self._q)
