@@ -411,6 +411,20 @@ static float stop_speed(float dist, float amax, float dt)
     return v > 0.0f ? v : 0.0f;
 }
 
+/* Clamp v into [lo, hi], noting in *limited when it had to. */
+static float clamp_noted(float v, float lo, float hi, bool *limited)
+{
+    if (v > hi) {
+        *limited = true;
+        return hi;
+    }
+    if (v < lo) {
+        *limited = true;
+        return lo;
+    }
+    return v;
+}
+
 void dgb_device_tick(dgb_device_t *dev, uint64_t now_us, float dt_s)
 {
     unsigned i;
@@ -430,40 +444,22 @@ void dgb_device_tick(dgb_device_t *dev, uint64_t now_us, float dt_s)
         if (dev->mode == DGB_MODE_ARMED) {
             float err = goal[i] - dev->setpoint[i];
             float horizon = remaining_s > dt_s ? remaining_s : dt_s;
+            float v_goal = stop_speed(fabsf(err), amax, dt_s);
             v_des = err / horizon;
-            if (fabsf(v_des) > stop_speed(fabsf(err), amax, dt_s)) {
-                v_des = err > 0.0f ? stop_speed(fabsf(err), amax, dt_s) : -stop_speed(fabsf(err), amax, dt_s);
+            if (v_des > v_goal) {
+                v_des = v_goal;
+            } else if (v_des < -v_goal) {
+                v_des = -v_goal;
             }
         } else {
             v_des = 0.0f; /* hold, disarmed, safe-off, protective stop: decelerate to rest */
         }
-        if (v_des > vmax) {
-            v_des = vmax;
-            limited = true;
-        } else if (v_des < -vmax) {
-            v_des = -vmax;
-            limited = true;
-        }
+        v_des = clamp_noted(v_des, -vmax, vmax, &limited);
         /* Brake for the position limits with the same whole-tick stopping rule, so the joint
          * never has to be stopped at the limit in one tick. */
-        {
-            float v_up = stop_speed(dev->cfg.upper[i] - dev->setpoint[i], amax, dt_s);
-            float v_lo = stop_speed(dev->setpoint[i] - dev->cfg.lower[i], amax, dt_s);
-            if (v_des > v_up) {
-                v_des = v_up;
-                limited = true;
-            } else if (v_des < -v_lo) {
-                v_des = -v_lo;
-                limited = true;
-            }
-        }
-        if (v_des > v + amax * dt_s) {
-            v_des = v + amax * dt_s;
-            limited = true;
-        } else if (v_des < v - amax * dt_s) {
-            v_des = v - amax * dt_s;
-            limited = true;
-        }
+        v_des = clamp_noted(v_des, -stop_speed(dev->setpoint[i] - dev->cfg.lower[i], amax, dt_s),
+                            stop_speed(dev->cfg.upper[i] - dev->setpoint[i], amax, dt_s), &limited);
+        v_des = clamp_noted(v_des, v - amax * dt_s, v + amax * dt_s, &limited);
         /* No snap to the goal: a goal too close to stop for is overshot only as far as the
          * acceleration limit forces, and the next ticks come back to it. */
         dev->setpoint[i] += v_des * dt_s;
