@@ -63,35 +63,39 @@ def _read_payload(path: pathlib.Path, trust_checkpoint: bool = False):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes)")
-    import dill
-
-    if trust_checkpoint:
-        kwargs = {"pickle_module": dill, "weights_only": False}
-    else:
-        kwargs = {"weights_only": True}
     try:
         if trust_checkpoint:
-            return torch.load(path, map_location="cpu", **kwargs)
+            import dill
+
+            return torch.load(path, map_location="cpu", pickle_module=dill, weights_only=False)
         with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location="cpu", **kwargs)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if not trust_checkpoint:
-            msg = str(exc)
-            found = re.search(r"GLOBAL ([\w.]+)|global ([\w.]+)|Unsupported class ([\w.]+)|"
-                              r"Trying to call reduce for ([\w.<>]+)", msg)
-            name = next((g for g in found.groups() if g), "?") if found else "?"
-            if found or "weights_only" in msg.lower() or "Weights only load failed" in msg:
-                raise CheckpointError(
-                    f"checkpoint '{path}' references the disallowed global '{name}' (refused: it could run "
-                    "code); pass --trust-checkpoint only for files you trust"
-                ) from exc
-        raise CheckpointError(
-            f"checkpoint '{path}' cannot be read (corrupt or truncated file?): {type(exc).__name__}: {exc}"
-        ) from exc
+        name = None if trust_checkpoint else _refused_global(str(exc))
+        if name is not None:
+            raise CheckpointError(
+                f"checkpoint '{path}' references the disallowed global '{name}' (refused: it could run "
+                "code); pass --trust-checkpoint only for files you trust"
+            ) from exc
+        raise _unreadable(path, exc) from exc
     except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError/UnpicklingError/EOFError/...
-        raise CheckpointError(
-            f"checkpoint '{path}' cannot be read (corrupt or truncated file?): {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _refused_global(message: str) -> str | None:
+    """The global torch's weights_only unpickler refused, from its message ('?' if it names none);
+    None when the error is not such a refusal (a truncated or corrupt file)."""
+    found = re.search(r"GLOBAL ([\w.]+)|global ([\w.]+)|Unsupported class ([\w.]+)|"
+                      r"Trying to call reduce for ([\w.<>]+)", message)
+    if found:
+        return next(g for g in found.groups() if g)
+    return "?" if "weights only load failed" in message.lower() else None
+
+
+def _unreadable(path: pathlib.Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint '{path}' cannot be read (corrupt or truncated file?): {type(exc).__name__}: {exc}"
+    )
 
 
 def _names(names: list[str]) -> str:
