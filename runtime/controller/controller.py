@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from runtime.controller.ddim import DDIMSampler
+from runtime.controller.integrity import check_normalizer, verify_graph_hashes
 from runtime.controller.manifest import (
     DENOISER,
     ENCODER,
@@ -70,6 +71,7 @@ class Controller:
         self.encoder = encoder
         self.denoiser = denoiser
         self.sampler = DDIMSampler(manifest.scheduler, manifest.num_inference_steps)
+        check_normalizer(manifest)
         self.scale = np.asarray(manifest.normalizer["scale"], dtype=np.float32)
         self.offset = np.asarray(manifest.normalizer["offset"], dtype=np.float32)
         if self.scale.shape != (manifest.action_dim,) or self.offset.shape != (manifest.action_dim,):
@@ -91,6 +93,8 @@ class Controller:
 
         model_dir = pathlib.Path(model_dir)
         manifest = Manifest.load(model_dir)
+        if backend != "tensorrt":  # engines are built on the target from the verified ONNX graphs
+            verify_graph_hashes(model_dir, manifest, names=(ENCODER, DENOISER))
         if backend == "onnxruntime":
             backend_options.update(providers=providers, threads=threads)
         encoder = open_backend(backend, model_dir, manifest.graph(ENCODER), **backend_options)
