@@ -185,7 +185,14 @@ class TrackerConfig(Section):
 
 
 class PolicyConfig(Section):
-    backend: Literal["onnxruntime", "tensorrt", "fake"] = "onnxruntime"
+    # "auto": the fastest backend/precision verified on this machine (AMX CPU -> openvino bf16, else
+    # onnxruntime fp32); the choice is reported in the run summary.
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "fake"] = "onnxruntime"
+    # Compute precision of the graphs: fp32 (exact) or a reduced-precision recipe of the backend
+    # (bf16: openvino on AMX/AVX512-BF16 CPUs; fp16: tensorrt). Reduced precision needs a passing
+    # `dexgrasp engine verify` recorded in the manifest unless allow_unverified is set.
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
+    allow_unverified: bool = False
     # Exported controller directory; null = make (once) and cache a small random-weight model.
     model_dir: str | None = None
     providers: list[str] | None = None
