@@ -30,6 +30,16 @@ class VLMError(DexGraspError, ConnectionError):
         self.retry_after_s = retry_after_s
 
 
+class VLMImageLimitError(VLMError):
+    """The VLM server refuses the number of images a task sends (vLLM's --limit-mm-per-prompt).
+
+    A server configuration problem: never retried, and the message names the flag to set.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message, status=status, retryable=False)
+
+
 class PlannerTimeoutError(DexGraspError, TimeoutError):
     """A planner request's deadline passed before a valid answer arrived."""
 

@@ -14,7 +14,7 @@ import logging
 
 from runtime.clock import Clock
 from runtime.planner import prompts
-from runtime.planner.backend import PlannerTimeoutError, VLMError
+from runtime.planner.backend import PlannerTimeoutError, VLMError, VLMImageLimitError
 from runtime.planner.images import decode_image, encode_image
 from runtime.planner.replies import (
     ReplyError,
@@ -127,6 +127,8 @@ class VLMBackend:
                 last_error = exc
                 log.warning("planner %s %s: attempt %d/%d: %s", request.task, request.request_id,
                             attempt, self.max_attempts, exc)
+                if isinstance(exc, VLMImageLimitError):
+                    raise VLMImageLimitError(f"planner task '{request.task}': {exc}", exc.status) from exc
                 if not exc.retryable:
                     raise
                 wait_s = exc.retry_after_s if exc.retry_after_s is not None else self.backoff_s * attempt

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 from runtime.errors import require
-from runtime.planner.backend import PlannerTimeoutError, VLMError
+from runtime.planner.backend import PlannerTimeoutError, VLMError, VLMImageLimitError
+from runtime.planner.wire import TASK_IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,9 @@ class OpenAIChatClient:
             raise VLMError(f"VLM request to {self.url} failed: {type(exc).__name__}: {exc}") from exc
         latency = time.monotonic() - t0
         if status != 200:
+            limit = image_limit_error(status, raw, messages)
+            if limit is not None:
+                raise limit
             snippet = raw[:200].decode("utf-8", "replace")
             retryable = status == 429 or status >= 500 or status == 408
             raise VLMError(f"VLM answered HTTP {status}: {snippet}", status=status, retryable=retryable,
@@ -139,6 +144,42 @@ class OpenAIChatClient:
         if not isinstance(text, str):
             raise VLMError(f"VLM message content is {type(text).__name__}, expected text")
         return ChatReply(text, finish if isinstance(finish, str) else None, latency)
+
+
+# vLLM: "At most 1 image(s) may be provided in one prompt." (older: "... in one request.")
+_MM_LIMIT = re.compile(r"at most (\d+) (image|video|audio)\(s\)", re.IGNORECASE)
+
+
+def image_limit_error(status: int, raw: bytes, messages: list[dict]) -> VLMImageLimitError | None:
+    """A VLMImageLimitError naming the vLLM flag to set, when a 4xx body says the prompt carried more
+    images than the server allows; None for any other error.
+
+    Why: vLLM's V0 engine allows one image per prompt unless started with --limit-mm-per-prompt, and
+    three of the four tasks send two; its HTTP 400 is not retryable and, passed on raw, says nothing
+    about which server flag fixes it.
+    """
+    if not 400 <= status < 500:
+        return None
+    text = raw[:2000].decode("utf-8", "replace")
+    try:
+        envelope = json.loads(text)
+        err = envelope.get("error", envelope) if isinstance(envelope, dict) else {}
+        said = str(err.get("message", text) if isinstance(err, dict) else err)
+    except ValueError:
+        said = text
+    match = _MM_LIMIT.search(said)
+    if match is None and "limit-mm-per-prompt" not in said and "limit_mm_per_prompt" not in said:
+        return None
+    sent = sum(1 for m in messages if isinstance(m.get("content"), list)
+               for part in m["content"] if isinstance(part, dict) and part.get("type") == "image_url")
+    need = max(sent, *(len(roles) for roles in TASK_IMAGES.values()))
+    allowed = f"at most {match.group(1)} {match.group(2)}(s)" if match else "fewer images"
+    return VLMImageLimitError(
+        f"the VLM server accepts {allowed} per prompt but this request sends {sent}: start vLLM with "
+        f"--limit-mm-per-prompt '{{\"image\": {need}}}' (vLLM before 0.9: --limit-mm-per-prompt image={need}); "
+        f"the server said (HTTP {status}): {said[:300]}",
+        status=status,
+    )
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -5,7 +5,10 @@
 
   ("good", text)               200 with a normal chat-completions envelope around `text`
   ("slow", delay_s, text)      the same after `delay_s` (interruptible on shutdown)
-  ("status", code, retry_after)  an HTTP error (429 / 500 / 400), optional Retry-After header
+  ("status", code, retry_after[, body])  an HTTP error (429 / 500 / 400), optional Retry-After header
+                               and body (default: a generic OpenAI-style error object)
+  ("alternate", code, text)    every other call fails: odd-numbered POSTs (1st, 3rd, ...) answer HTTP
+                               `code`, even-numbered ones answer `text` (a flaky VLM behind a proxy)
   ("truncated",)               200 with a JSON envelope cut in the middle
   ("envelope", body)           200 with an arbitrary body (malformed envelopes)
   ("huge", n_bytes)            200 with an n-byte body
@@ -39,6 +42,7 @@ class FakeVLM:
         self.script: deque = deque()
         self.default = ("good", "ok")
         self.requests: list[dict] = []
+        self.posts = 0  # POSTs answered so far (the "alternate" step counts them)
         self.lock = threading.Lock()
         self.closing = threading.Event()
         fake = self
@@ -78,6 +82,8 @@ class FakeVLM:
                 body = self.rfile.read(n)
                 with fake.lock:
                     fake.requests.append(json.loads(body))
+                    fake.posts += 1
+                    n_post = fake.posts
                     step = fake.script.popleft() if fake.script else fake.default
                 kind = step[0]
                 if kind == "good":
@@ -90,7 +96,13 @@ class FakeVLM:
                     self._send(200, envelope(step[2]))
                 elif kind == "status":
                     headers = {"Retry-After": str(step[2])} if len(step) > 2 and step[2] is not None else None
-                    self._send(step[1], b'{"error": {"message": "scripted failure"}}', headers)
+                    body = step[3] if len(step) > 3 else b'{"error": {"message": "scripted failure"}}'
+                    self._send(step[1], body, headers)
+                elif kind == "alternate":
+                    if n_post % 2 == 1:
+                        self._send(step[1], b'{"error": {"message": "scripted every-other-call failure"}}')
+                    else:
+                        self._send(200, envelope(step[2]))
                 elif kind == "truncated":
                     self._send(200, envelope('{"bbox_2d": [1, 2, 3, 4]}')[:40])
                 elif kind == "envelope":

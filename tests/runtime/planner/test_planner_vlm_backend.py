@@ -11,7 +11,7 @@ import pytest
 
 from runtime.clock import Clock
 from runtime.planner import wire
-from runtime.planner.backend import PlannerTimeoutError, VLMError
+from runtime.planner.backend import PlannerTimeoutError, VLMError, VLMImageLimitError
 from runtime.planner.images import encode_image
 from runtime.planner.replies import ReplyError
 from runtime.planner.vlm_backend import VLMBackend
@@ -157,3 +157,34 @@ def test_model_resolved_from_models_endpoint(fake_vlm):
     client = OpenAIChatClient(fake_vlm.url)
     assert client.resolve_model() == "fake-vl"
     client.close()
+
+
+# vLLM's answers when a prompt carries more images than --limit-mm-per-prompt allows (current
+# wording with the hint, and the older "in one request" wording of the V0 engine).
+VLLM_LIMIT_BODIES = [
+    b'{"error": {"message": "At most 1 image(s) may be provided in one prompt. Set `--limit-mm-per-prompt`'
+    b' to increase this limit. (parameter=image)", "type": "BadRequestError", "param": "image", "code": 400}}',
+    b'{"object": "error", "message": "At most 1 image(s) may be provided in one request.",'
+    b' "type": "BadRequestError", "param": null, "code": 400}',
+]
+
+
+@pytest.mark.parametrize("body", VLLM_LIMIT_BODIES)
+@pytest.mark.parametrize("task", ["verify", "complete", "instruction"])
+def test_image_limit_400_says_what_to_set(fake_vlm, head_image, body, task):
+    fake_vlm.default = ("status", 400, None, body)
+    with pytest.raises(VLMImageLimitError) as info:
+        run(make_backend(fake_vlm.url), request(task, head_image))
+    message = str(info.value)
+    assert len(fake_vlm.requests) == 1  # a configuration problem: retrying cannot help
+    assert "at most 1 image" in message and "sends 2" in message and f"'{task}'" in message
+    assert "--limit-mm-per-prompt '{\"image\": 2}'" in message  # current vLLM (JSON)
+    assert "--limit-mm-per-prompt image=2" in message            # older vLLM
+    assert isinstance(info.value, VLMError) and not info.value.retryable
+
+
+def test_unrelated_400_stays_a_plain_http_error(fake_vlm, head_image):
+    fake_vlm.default = ("status", 400, None, b'{"error": {"message": "max_tokens must be at least 1"}}')
+    with pytest.raises(VLMError, match="HTTP 400") as info:
+        run(make_backend(fake_vlm.url), request("verify", head_image))
+    assert not isinstance(info.value, VLMImageLimitError)
