@@ -67,8 +67,14 @@ def register(subparsers) -> None:
     s.add_argument("--attempts", type=number(int, 1, 100), default=3, help="VLM attempts per request within its deadline")
     s.add_argument("--attempt-timeout-s", type=number(float, 0, 3600, lo_open=True), default=30.0, help="cap on one VLM attempt")
     s.add_argument("--max-tokens", type=number(int, 1, 1_000_000), default=256, help="max_tokens per VLM reply")
-    s.add_argument("--coords", choices=("pixels", "norm1000", "norm1"), default="pixels",
-                   help="how the model writes box coordinates (Qwen2.5-VL: pixels; Qwen2-VL: norm1000)")
+    s.add_argument("--coords", choices=("pixels", "qwen2.5-vl", "norm1000", "norm1"), default="pixels",
+                   help="frame the model writes boxes in: pixels of the sent image (default), qwen2.5-vl "
+                        "(pixels of Qwen2.5-VL's resized input, sides multiples of 28), norm1000 (Qwen2-VL), norm1")
+    s.add_argument("--vlm-min-pixels", type=number(int, 1, 10**9), default=56 * 56,
+                   help="with --coords qwen2.5-vl: the processor's min_pixels (default 3136, Qwen2.5-VL's)")
+    s.add_argument("--vlm-max-pixels", type=number(int, 1, 10**9), default=16384 * 28 * 28,
+                   help="with --coords qwen2.5-vl: the processor's max_pixels (default 12845056, Qwen2.5-VL's; "
+                        "match vLLM's --mm-processor-kwargs if set)")
     s.add_argument("--vlm-max-side", type=int, default=None,
                    help="downscale images to this longer side before sending them to the VLM")
     s.add_argument("--max-message-mb", type=number(float, 0, 4096, lo_open=True), default=8.0, help="largest ZeroMQ message accepted")
@@ -114,9 +120,13 @@ def _serve(args) -> int:
     else:
         if not args.vlm_url:
             raise ConfigError("--vlm-url is required with --backend vlm (or use --backend local)")
+        from runtime.planner.frames import BoxFrame
         from runtime.planner.vlm_backend import VLMBackend
         from runtime.planner.vlm_http import OpenAIChatClient
 
+        if args.vlm_min_pixels > args.vlm_max_pixels:
+            raise ConfigError(f"--vlm-min-pixels ({args.vlm_min_pixels}) exceeds --vlm-max-pixels ({args.vlm_max_pixels})")
+        frame = BoxFrame(args.coords, args.vlm_min_pixels, args.vlm_max_pixels)
         api_key = None
         if args.api_key_env:
             api_key = os.environ.get(args.api_key_env)
@@ -126,7 +136,7 @@ def _serve(args) -> int:
         model = client.resolve_model()
         print(f"planner: VLM {args.vlm_url} model {model}", flush=True)
         backend = VLMBackend(client, max_attempts=args.attempts, attempt_timeout_s=args.attempt_timeout_s,
-                             coords=args.coords, vlm_max_side_px=args.vlm_max_side)
+                             coords=frame, vlm_max_side_px=args.vlm_max_side)
     curve = None
     if args.curve_secret or args.curve_allow_dir:
         if not (args.curve_secret and args.curve_allow_dir):

@@ -8,6 +8,8 @@ joint motion, speed and workspace limits are enforced by the runtime whatever th
 
 from __future__ import annotations
 
+from runtime.planner.frames import BoxFrame, as_frame
+
 SYSTEM = (
     "You are the perception and task-planning module of a robot with one arm and a dexterous hand "
     "looking down at a table. You only decide which object to grasp and where it is in the image; "
@@ -54,11 +56,16 @@ def instruction_messages(prompt: str, initial_url: str, current_url: str) -> lis
     )
 
 
-def bbox_messages(instruction: str, current_url: str, width: int, height: int, coords: str) -> list[dict]:
-    """Bounding box of the instructed object in the current head image."""
-    if coords == "pixels":
-        frame = f"integer pixel coordinates of this {width}x{height} image (0,0 is the top-left corner)"
-    elif coords == "norm1000":
+def bbox_messages(instruction: str, current_url: str, width: int, height: int, coords: str | BoxFrame) -> list[dict]:
+    """Bounding box of the instructed object in the current head image (sent at width x height).
+
+    Pixel frames name the size the model actually sees: for Qwen2.5-VL that is its resized input.
+    """
+    box_frame = as_frame(coords)
+    if box_frame.absolute:
+        grid_w, grid_h = box_frame.grid(width, height)
+        frame = f"integer pixel coordinates of this {grid_w}x{grid_h} image (0,0 is the top-left corner)"
+    elif box_frame.mode == "norm1000":
         frame = "coordinates normalised to 0..1000 on both axes (0,0 top-left, 1000,1000 bottom-right)"
     else:
         frame = "coordinates normalised to 0..1 on both axes (0,0 top-left, 1,1 bottom-right)"

@@ -7,7 +7,8 @@ Truncated JSON, NaN, trailing commas inside numbers etc. are rejected, never gue
 
 Box coordinates: the VLM sees the image we sent it (`sent` size); the result is returned in the
 original camera frame's pixels (`orig` size), scaled by orig/sent when the image was resized.
-Some models answer on a 0..1000 grid (`coords="norm1000"`) or in 0..1 (`coords="norm1"`).
+Some models answer on a 0..1000 grid (`coords="norm1000"`), in 0..1 (`coords="norm1"`) or, like
+Qwen2.5-VL, in pixels of their own resized input (`coords="qwen2.5-vl"`, see frames.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import math
 import re
 
 from runtime.errors import DexGraspError
+from runtime.planner.frames import BOX_FRAMES, BoxFrame, as_frame
 
 MAX_INSTRUCTION_CHARS = 300
-COORD_MODES = ("pixels", "norm1000", "norm1")
+COORD_MODES = BOX_FRAMES
 
 
 class ReplyError(DexGraspError, ValueError):
@@ -114,7 +116,7 @@ def parse_box_reply(
     text: str,
     sent_size: tuple[int, int],
     orig_size: tuple[int, int],
-    coords: str = "pixels",
+    coords: str | BoxFrame = "pixels",
     **limits,
 ) -> dict:
     """Parse a bounding-box reply into {"bbox": [x1, y1, x2, y2] (ints, original-frame pixels), "label"}.
@@ -122,8 +124,7 @@ def parse_box_reply(
     Accepts {"bbox_2d": [...]} / {"bbox": [...]} / {"box": [...]} with an optional "label", a list with
     exactly one such object, or a bare list of 4 numbers. More than one object is ambiguous: rejected.
     """
-    if coords not in COORD_MODES:
-        raise ValueError(f"coords must be one of {COORD_MODES}, got {coords!r}")
+    frame = as_frame(coords)
     value = extract_json(text)
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
         value = value[0]
@@ -144,12 +145,7 @@ def parse_box_reply(
     else:
         raise ReplyError(f"box reply is a {type(value).__name__}, expected an object with 'bbox_2d'")
     sent_w, sent_h = sent_size
-    if coords == "pixels":
-        grid_w, grid_h = sent_w, sent_h
-    elif coords == "norm1000":
-        grid_w = grid_h = 1000
-    else:
-        grid_w = grid_h = 1
+    grid_w, grid_h = frame.grid(sent_w, sent_h)
     x1, y1, x2, y2 = validate_box(raw_box, grid_w, grid_h, **_scaled_limits(limits, grid_w / sent_w))
     orig_w, orig_h = orig_size
     sx, sy = orig_w / grid_w, orig_h / grid_h

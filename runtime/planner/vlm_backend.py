@@ -15,6 +15,7 @@ import logging
 from runtime.clock import Clock
 from runtime.planner import prompts
 from runtime.planner.backend import PlannerTimeoutError, VLMError, VLMImageLimitError
+from runtime.planner.frames import BoxFrame, as_frame
 from runtime.planner.images import decode_image, encode_image
 from runtime.planner.replies import (
     ReplyError,
@@ -45,7 +46,7 @@ class VLMBackend:
         max_attempts: int = 3,
         attempt_timeout_s: float = 30.0,
         backoff_s: float = 0.2,
-        coords: str = "pixels",
+        coords: str | BoxFrame = "pixels",
         vlm_max_side_px: int | None = None,
         box_limits: dict | None = None,
     ) -> None:
@@ -56,7 +57,7 @@ class VLMBackend:
         self.max_attempts = int(max_attempts)
         self.attempt_timeout_s = float(attempt_timeout_s)
         self.backoff_s = float(backoff_s)
-        self.coords = coords
+        self.coords = as_frame(coords)  # the frame the model writes boxes in (frames.py)
         self.vlm_max_side_px = vlm_max_side_px
         self.box_limits = dict(box_limits or {})
 

@@ -124,3 +124,23 @@ def test_keygen(tmp_path, capsys):
     assert main(["planner", "keygen", "--dir", str(tmp_path), "--name", "robot"]) == 0
     assert (tmp_path / "robot.key").exists() and (tmp_path / "robot.key_secret").exists()
     assert oct((tmp_path / "robot.key_secret").stat().st_mode)[-3:] == "600"
+
+
+def test_serve_qwen25_frame_box_at_the_resized_edge(capsys, head_png, fake_vlm):
+    # The model's 644x476 frame; the box touches its bottom-right corner.
+    fake_vlm.default = ("good", '{"bbox_2d": [600, 400, 644, 476], "label": "bin"}')
+    proc, endpoint = start_serve("--vlm-url", fake_vlm.url, "--model", "fake-vl", "--coords", "qwen2.5-vl")
+    try:
+        rc = main(["planner", "ask", "--connect", endpoint, "--task", "bbox", "--image", head_png,
+                   "--prompt", "the bin", "--timeout-s", "10"])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        assert json.loads(out.out.strip().splitlines()[-1])["bbox"] == [596, 403, 640, 480]
+    finally:
+        stop_serve(proc)
+
+
+def test_serve_rejects_inverted_pixel_bounds(capsys):
+    rc = main(["planner", "serve", "--bind", "tcp://127.0.0.1:*", "--vlm-url", "http://127.0.0.1:9/v1",
+               "--model", "m", "--coords", "qwen2.5-vl", "--vlm-min-pixels", "5000", "--vlm-max-pixels", "4000"])
+    assert rc == 2 and "--vlm-min-pixels (5000) exceeds --vlm-max-pixels (4000)" in capsys.readouterr().err

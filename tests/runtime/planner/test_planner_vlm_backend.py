@@ -12,6 +12,7 @@ import pytest
 from runtime.clock import Clock
 from runtime.planner import wire
 from runtime.planner.backend import PlannerTimeoutError, VLMError, VLMImageLimitError
+from runtime.planner.frames import BoxFrame
 from runtime.planner.images import encode_image
 from runtime.planner.replies import ReplyError
 from runtime.planner.vlm_backend import VLMBackend
@@ -188,3 +189,20 @@ def test_unrelated_400_stays_a_plain_http_error(fake_vlm, head_image):
     with pytest.raises(VLMError, match="HTTP 400") as info:
         run(make_backend(fake_vlm.url), request("verify", head_image))
     assert not isinstance(info.value, VLMImageLimitError)
+
+
+def test_qwen25_frame_box_at_the_resized_edge_maps_back(fake_vlm, head_image):
+    # Qwen2.5-VL sees 640x480 as 644x476 and answers in that frame, up to its corner.
+    fake_vlm.push(("good", '{"bbox_2d": [600, 400, 644, 476], "label": "bin"}'))
+    out = run(make_backend(fake_vlm.url, coords="qwen2.5-vl"), request("bbox", head_image))
+    assert out["bbox"] == [596, 403, 640, 480] and out["image_size"] == [640, 480]
+    assert "644x476" in str(fake_vlm.requests[0]["messages"])  # the prompt names the model's frame
+    assert out["attempts"] == 1
+
+
+def test_qwen25_frame_with_custom_max_pixels(fake_vlm, head_image):
+    # vLLM started with --mm-processor-kwargs '{"max_pixels": 200704}' (256 tokens): 640x480 -> 504x364.
+    frame = BoxFrame("qwen2.5-vl", max_pixels=200704)
+    fake_vlm.push(("good", '{"bbox_2d": [252, 182, 504, 364]}'))
+    out = run(make_backend(fake_vlm.url, coords=frame), request("bbox", head_image))
+    assert out["bbox"] == [320, 240, 640, 480]
