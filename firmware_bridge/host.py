@@ -28,6 +28,7 @@ from firmware_bridge.errors import (
     CommandError,
     DeviceNotConnectedError,
     DeviceRejectedError,
+    EnvelopeError,
     NotArmedError,
     ProtocolMismatchError,
 )
@@ -36,6 +37,7 @@ from firmware_bridge.joints import JointLimits
 from firmware_bridge.link import SerialLink
 from firmware_bridge.state import State
 from runtime.clock import Clock
+from runtime.errors import ConfigError
 from runtime.mailbox import Mailbox
 from runtime.stats import LatencyStats
 
@@ -75,8 +77,10 @@ class BridgeHost(HostThreadsMixin):
         heartbeat_hz: float = 20.0,
         write_timeout_ms: float = 100.0,
         name: str = "bridge",
+        baudrate: int = 2_000_000,
     ) -> None:
         self.port = port
+        self.baudrate = int(baudrate)  # the serial port is opened at this rate (config: bridge.baudrate)
         self.clock = clock or Clock()
         self.limits = limits or JointLimits.default()
         if joint_names is not None:
@@ -92,6 +96,8 @@ class BridgeHost(HostThreadsMixin):
         self.name = name
         self.state: Mailbox[State] = Mailbox(f"{name}.state", self.clock)
         self.device_info: P.HelloAck | None = None
+        self.firmware_limits: JointLimits | None = None  # what the firmware reported it enforces
+        self._hello_seq = 0  # seq of the HELLO that opened the current session
         self.rtt = LatencyStats(200_000)
         self._lock = threading.RLock()
         self._request_lock = threading.Lock()  # one request/answer exchange at a time
@@ -293,6 +299,26 @@ class BridgeHost(HostThreadsMixin):
         c["device_fault_codes"] = dict(self.device_fault_codes)
         return c
 
+    def _check_envelope(self, ack: P.HelloAck) -> JointLimits:
+        """The firmware's own limits from its HELLO_ACK; raises EnvelopeError (no motion enabled)
+        when this host's envelope is wider anywhere, so a config can never command more than the
+        firmware enforces."""
+        if not ack.has_limits:
+            raise EnvelopeError(f"{self.name}: firmware on {self.port} did not report its limits in the handshake; "
+                                "no motion enabled")
+        try:
+            fw = JointLimits(self.limits.names, np.array(ack.lower), np.array(ack.upper),
+                             np.array(ack.max_velocity), np.array(ack.max_acceleration))
+        except ConfigError as exc:
+            raise EnvelopeError(f"{self.name}: firmware on {self.port} reported invalid limits ({exc}); "
+                                "no motion enabled") from None
+        wider = self.limits.wider_than(fw)
+        if wider:
+            more = f" (+{len(wider) - 3} more)" if len(wider) > 3 else ""
+            raise EnvelopeError(f"{self.name}: envelope wider than the firmware's on {self.port}: "
+                                f"{'; '.join(wider[:3])}{more}; no motion enabled")
+        return fw
+
     # ---- internals: sending -------------------------------------------------------------------
 
     def _next_seq(self) -> int:
@@ -382,7 +408,8 @@ class BridgeHost(HostThreadsMixin):
                 try:
                     body = P.Hello(hello_body.protocol_version, hello_body.num_joints, hello_body.schema_hash, nonce)
                     with self._tx_lock:
-                        self._send(P.Message(P.MsgType.HELLO, self._next_seq(), 0, body), self.clock.now())
+                        msg_seq = self._next_seq()
+                        self._send(P.Message(P.MsgType.HELLO, msg_seq, 0, body), self.clock.now())
                     got = pending.event.wait(min(self.request_timeout_s, max(0.001, deadline - time.monotonic())))
                 finally:
                     with self._lock:
@@ -407,10 +434,13 @@ class BridgeHost(HostThreadsMixin):
                 f"firmware hash 0x{ack.schema_hash:08x} ({ack.num_joints} joints); no motion enabled")
         if ack.result != P.ErrorCode.OK:
             raise DeviceRejectedError(f"{self.name}: handshake refused: {P.ErrorCode.name_of(ack.result)}")
+        fw_limits = self._check_envelope(ack)
         with self._lock:
             old = self._session
             self._session = msg.session_id
             self.device_info = ack
+            self.firmware_limits = fw_limits
+            self._hello_seq = msg_seq
             self._handshaked = True
             self._needs_handshake = False
             self._link_up = True

@@ -1,7 +1,9 @@
 """The joint space the bridge speaks: 13 joints (7 arm, radians; then 6 hand, normalised 0..1).
 
 JointLimits is what both ends must agree on: the names (their hash is checked in the handshake),
-position limits, velocity and acceleration limits. The emulator takes them via `--limits`.
+position limits, velocity and acceleration limits. The firmware reports its own (compiled-in) limits
+in the handshake and the host refuses to command a wider envelope (`wider_than`). The emulator
+uses its compiled-in table unless started with `--limits` (a test standing in for another build).
 """
 
 from __future__ import annotations
@@ -97,6 +99,23 @@ class JointLimits:
                 f"{n} {float(self.lower[i])!r} {float(self.upper[i])!r} {float(self.max_velocity[i])!r} {float(self.max_acceleration[i])!r}"
             )
         return "\n".join(lines) + "\n"
+
+    def wider_than(self, fw: JointLimits) -> list[str]:
+        """Where this envelope exceeds `fw` (the firmware's), one phrase per offending joint limit.
+
+        Compared in float32, the wire's precision: a host limit of 2.268 equals a firmware 2.268f."""
+        f32 = np.float32
+        out = []
+        for i, n in enumerate(self.names):
+            if f32(self.lower[i]) < f32(fw.lower[i]):
+                out.append(f"{n} lower {self.lower[i]:g} < firmware {fw.lower[i]:g}")
+            if f32(self.upper[i]) > f32(fw.upper[i]):
+                out.append(f"{n} upper {self.upper[i]:g} > firmware {fw.upper[i]:g}")
+            if f32(self.max_velocity[i]) > f32(fw.max_velocity[i]):
+                out.append(f"{n} max_velocity {self.max_velocity[i]:g} > firmware {fw.max_velocity[i]:g}")
+            if f32(self.max_acceleration[i]) > f32(fw.max_acceleration[i]):
+                out.append(f"{n} max_acceleration {self.max_acceleration[i]:g} > firmware {fw.max_acceleration[i]:g}")
+        return out
 
     def clip(self, positions: np.ndarray) -> np.ndarray:
         return np.clip(positions, self.lower, self.upper)

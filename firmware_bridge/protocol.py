@@ -18,7 +18,7 @@ import numpy as np
 
 from firmware_bridge import cobs
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: HELLO_ACK carries the firmware's compiled-in joint limits
 NUM_JOINTS = 13
 NUM_ARM_JOINTS = 7
 MAX_TRAJ_POINTS = 8
@@ -137,8 +137,17 @@ class Hello:
         return cls(*cls._S.unpack(b))
 
 
+_JOINTS4 = struct.Struct(f"<{4 * NUM_JOINTS}f")
+HELLO_ACK_V1_SIZE = 32  # the prefix every version shares; version 1 ended here
+
+
 @dataclass(frozen=True)
 class HelloAck:
+    """The handshake answer. Since version 2 it ends with the limits the firmware itself enforces
+    (lower, upper, max_velocity, max_acceleration: f32[13] each), so the host can refuse to command
+    a wider envelope. A bare 32-byte version-1 answer decodes with `lower` etc. None, only so that
+    the host can report the version mismatch instead of timing out."""
+
     protocol_version: int = PROTOCOL_VERSION
     num_joints: int = NUM_JOINTS
     schema_hash: int = 0
@@ -149,18 +158,34 @@ class HelloAck:
     max_traj_points: int = MAX_TRAJ_POINTS
     hold_timeout_us: int = 0
     safe_off_timeout_us: int = 0
+    lower: tuple[float, ...] | None = None
+    upper: tuple[float, ...] | None = None
+    max_velocity: tuple[float, ...] | None = None
+    max_acceleration: tuple[float, ...] | None = None
     _S = struct.Struct("<HHIIIIHHII")
 
+    @property
+    def has_limits(self) -> bool:
+        return self.lower is not None
+
     def pack(self) -> bytes:
-        return self._S.pack(
+        head = self._S.pack(
             self.protocol_version, self.num_joints, self.schema_hash, self.session_id, self.host_nonce,
             self.firmware_version, self.result, self.max_traj_points, self.hold_timeout_us,
             self.safe_off_timeout_us,
         )
+        if not self.has_limits:
+            return head
+        return head + _JOINTS4.pack(*self.lower, *self.upper, *self.max_velocity, *self.max_acceleration)
 
     @classmethod
     def unpack(cls, b: bytes) -> HelloAck:
-        return cls(*cls._S.unpack(b))
+        head = cls._S.unpack_from(b, 0)
+        if len(b) == HELLO_ACK_V1_SIZE:
+            return cls(*head)
+        v = _JOINTS4.unpack_from(b, HELLO_ACK_V1_SIZE)
+        n = NUM_JOINTS
+        return cls(*head, v[:n], v[n:2 * n], v[2 * n:3 * n], v[3 * n:])
 
 
 @dataclass(frozen=True)
@@ -305,7 +330,7 @@ BODY_CLASSES = {
 }
 FIXED_BODY_SIZE = {
     MsgType.HELLO: 12, MsgType.ARM: 0, MsgType.DISARM: 0, MsgType.PSTOP: 0, MsgType.CLEAR_PSTOP: 0,
-    MsgType.HEARTBEAT: 8, MsgType.TARGETS: 12 + 4 * NUM_JOINTS, MsgType.HELLO_ACK: 32,
+    MsgType.HEARTBEAT: 8, MsgType.TARGETS: 12 + 4 * NUM_JOINTS, MsgType.HELLO_ACK: 32 + 16 * NUM_JOINTS,
     MsgType.STATE: 28 + 12 * NUM_JOINTS, MsgType.ACK: 8, MsgType.FAULT: 8,
 }
 
@@ -363,6 +388,8 @@ def decode(enc: bytes) -> Message:
         if not 1 <= n <= MAX_TRAJ_POINTS:
             raise DecodeError(ErrorCode.ERR_FIELD, f"TRAJECTORY num_points {n} not in 1..{MAX_TRAJ_POINTS}")
         want = TRAJ_HEAD + n * TRAJ_POINT
+    elif t is MsgType.HELLO_ACK and body_len == HELLO_ACK_V1_SIZE:
+        want = HELLO_ACK_V1_SIZE  # a version-1 firmware's answer: decoded to report the version
     else:
         want = FIXED_BODY_SIZE[t]
     if body_len != want:
@@ -397,6 +424,9 @@ def canonical(msg: Message) -> str:
               f" schema_hash=0x{b.schema_hash:08x} session_id=0x{b.session_id:08x} host_nonce=0x{b.host_nonce:08x}"
               f" firmware_version=0x{b.firmware_version:08x} result={b.result} max_traj_points={b.max_traj_points}"
               f" hold_timeout_us={b.hold_timeout_us} safe_off_timeout_us={b.safe_off_timeout_us}")
+        if b.has_limits:
+            s += (_joints("lower", b.lower) + _joints("upper", b.upper) + _joints("max_velocity", b.max_velocity)
+                  + _joints("max_acceleration", b.max_acceleration))
     elif t is MsgType.HEARTBEAT:
         s += f" host_time_us={b.host_time_us}"
     elif t is MsgType.TARGETS:

@@ -26,12 +26,15 @@ import numpy as np
 from firmware_bridge import cobs
 from firmware_bridge import protocol as P
 from firmware_bridge.framer import FrameError, Framer
-from firmware_bridge.joints import DEFAULT_JOINT_NAMES
+from firmware_bridge.joints import DEFAULT_JOINT_NAMES, JointLimits
 
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 SESSION = 0x5EC0_1D01
 HASH = P.schema_hash(DEFAULT_JOINT_NAMES)
 Q = np.array([0.0, -0.5, 1.25, -2.0, 3.0999999, 0.001, -6.28, 0.0, 0.25, 0.5, 0.75, 1.0, 0.1])
+_DEF = JointLimits.default()
+LIMITS = tuple(tuple(float(v) for v in np.float32(a))
+               for a in (_DEF.lower, _DEF.upper, _DEF.max_velocity, _DEF.max_acceleration))
 
 
 def raw_frame(mtype: int, body: bytes, declared_len: int | None = None, flags: int = 0, seq: int = 7,
@@ -57,11 +60,15 @@ def valid_messages() -> list[tuple[str, str, P.Message]]:
                         P.FAULT_RX_ERROR, int(P.ErrorCode.ERR_CRC), 3, tuple(np.float32(Q)),
                         tuple(np.float32(Q * 0.1)), tuple(np.float32(-Q)))
     return [
-        ("hello", "host HELLO: protocol 1, 13 joints, hash of the default joint names", M(T.HELLO, 1, 0, P.Hello(1, 13, HASH, 0x12345678))),
-        ("hello_ack", "device answer: session, firmware 1.0.0, 20 ms hold, 150 ms safe-off",
-         M(T.HELLO_ACK, 1, SESSION, P.HelloAck(1, 13, HASH, SESSION, 0x12345678, 0x00010000, 0, 8, 20000, 150000))),
+        ("hello", "host HELLO: protocol 2, 13 joints, hash of the default joint names", M(T.HELLO, 1, 0, P.Hello(2, 13, HASH, 0x12345678))),
+        ("hello_ack", "device answer: session, firmware 2.0.0, 20 ms hold, 150 ms safe-off, its default limits",
+         M(T.HELLO_ACK, 1, SESSION, P.HelloAck(2, 13, HASH, SESSION, 0x12345678, 0x00020000, 0, 8, 20000, 150000,
+                                               *LIMITS))),
         ("hello_ack_version_mismatch", "device refuses a host speaking another version",
-         M(T.HELLO_ACK, 2, SESSION, P.HelloAck(1, 13, HASH, SESSION, 0xCAFEBABE, 0x00010000, int(P.ErrorCode.ERR_VERSION), 8, 20000, 150000))),
+         M(T.HELLO_ACK, 2, SESSION, P.HelloAck(2, 13, HASH, SESSION, 0xCAFEBABE, 0x00020000, int(P.ErrorCode.ERR_VERSION), 8, 20000, 150000,
+                                               *LIMITS))),
+        ("hello_ack_v1", "a version-1 firmware's 32-byte answer (no limits): decoded so the host can name the version",
+         M(T.HELLO_ACK, 3, SESSION, P.HelloAck(1, 13, HASH, SESSION, 0xCAFEBABE, 0x00010000, int(P.ErrorCode.ERR_VERSION), 8, 20000, 150000))),
         ("arm", "ARM (empty body)", M(T.ARM, 2, SESSION, P.Empty())),
         ("disarm", "DISARM (empty body)", M(T.DISARM, 3, SESSION, P.Empty())),
         ("pstop", "protective stop (empty body)", M(T.PSTOP, 4, SESSION, P.Empty())),

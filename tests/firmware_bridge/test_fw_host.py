@@ -138,8 +138,9 @@ def test_protective_stop_latches_until_clear_and_arm(start_emulator):
 def test_version_mismatch_names_both_versions_and_enables_nothing(start_emulator, tmp_path):
     log = tmp_path / "applied.csv"
     emu = start_emulator(log_applied=log)
-    bridge = BridgeHost(emu.port, expected_version=2)
-    with pytest.raises(ProtocolMismatchError, match="host speaks version 2, firmware speaks version 1"):
+    bridge = BridgeHost(emu.port, expected_version=P.PROTOCOL_VERSION + 1)
+    with pytest.raises(ProtocolMismatchError, match=f"host speaks version {P.PROTOCOL_VERSION + 1}, "
+                                                    f"firmware speaks version {P.PROTOCOL_VERSION}"):
         bridge.connect()
     with pytest.raises(NotArmedError):
         bridge.send_targets(np.zeros(13))

@@ -18,8 +18,8 @@
 extern "C" {
 #endif
 
-#define DGB_PROTOCOL_VERSION 1u
-#define DGB_FIRMWARE_VERSION 0x00010000u /* 1.0.0 as major<<16 | minor<<8 | patch */
+#define DGB_PROTOCOL_VERSION 2u /* 2: HELLO_ACK carries the compiled-in joint limits */
+#define DGB_FIRMWARE_VERSION 0x00020000u /* 2.0.0 as major<<16 | minor<<8 | patch */
 #define DGB_NUM_JOINTS 13u
 #define DGB_NUM_ARM_JOINTS 7u
 #define DGB_MAX_TRAJ_POINTS 8u
@@ -29,7 +29,11 @@ extern "C" {
 
 /* Body sizes (bytes) of the fixed-size messages. */
 #define DGB_BODY_HELLO 12u
-#define DGB_BODY_HELLO_ACK 32u
+/* HELLO_ACK: the 32-byte prefix every version shares, then (since version 2) the firmware's own
+ * limits: lower, upper, max_velocity, max_acceleration as f32[13] each. Decoders also accept the
+ * bare 32-byte version-1 answer, so a host still reports a version mismatch instead of a timeout. */
+#define DGB_BODY_HELLO_ACK_V1 32u
+#define DGB_BODY_HELLO_ACK (DGB_BODY_HELLO_ACK_V1 + 4u * 4u * DGB_NUM_JOINTS) /* 240 */
 #define DGB_BODY_EMPTY 0u
 #define DGB_BODY_HEARTBEAT 8u
 #define DGB_BODY_TARGETS (12u + 4u * DGB_NUM_JOINTS)          /* 64 */
@@ -127,6 +131,11 @@ typedef struct {
     uint16_t max_traj_points;
     uint32_t hold_timeout_us;
     uint32_t safe_off_timeout_us;
+    bool has_limits; /* false: a 32-byte version-1 answer (decoded only to report the version) */
+    float lower[DGB_NUM_JOINTS];
+    float upper[DGB_NUM_JOINTS];
+    float max_velocity[DGB_NUM_JOINTS];
+    float max_acceleration[DGB_NUM_JOINTS];
 } dgb_hello_ack_t;
 
 typedef struct {

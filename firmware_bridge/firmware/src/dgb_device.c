@@ -160,6 +160,12 @@ static void handle_hello(dgb_device_t *dev, const dgb_msg_t *msg, uint64_t now_u
     m.u.hello_ack.max_traj_points = DGB_MAX_TRAJ_POINTS;
     m.u.hello_ack.hold_timeout_us = dev->cfg.hold_timeout_us;
     m.u.hello_ack.safe_off_timeout_us = dev->cfg.safe_off_timeout_us;
+    /* The envelope this firmware enforces, so the host can refuse to command a wider one. */
+    m.u.hello_ack.has_limits = true;
+    memcpy(m.u.hello_ack.lower, dev->cfg.lower, sizeof m.u.hello_ack.lower);
+    memcpy(m.u.hello_ack.upper, dev->cfg.upper, sizeof m.u.hello_ack.upper);
+    memcpy(m.u.hello_ack.max_velocity, dev->cfg.max_velocity, sizeof m.u.hello_ack.max_velocity);
+    memcpy(m.u.hello_ack.max_acceleration, dev->cfg.max_acceleration, sizeof m.u.hello_ack.max_acceleration);
     send_msg(dev, &m);
 }
 

@@ -172,7 +172,7 @@ static size_t body_size(const dgb_msg_t *msg)
             return (size_t)-1;
         }
         return DGB_BODY_TRAJECTORY((size_t)msg->u.trajectory.num_points);
-    case DGB_MSG_HELLO_ACK: return DGB_BODY_HELLO_ACK;
+    case DGB_MSG_HELLO_ACK: return msg->u.hello_ack.has_limits ? DGB_BODY_HELLO_ACK : DGB_BODY_HELLO_ACK_V1;
     case DGB_MSG_STATE: return DGB_BODY_STATE;
     case DGB_MSG_ACK: return DGB_BODY_ACK;
     case DGB_MSG_FAULT: return DGB_BODY_FAULT;
@@ -201,6 +201,12 @@ static void encode_body(const dgb_msg_t *msg, uint8_t *b)
         put_u16(b + 22, msg->u.hello_ack.max_traj_points);
         put_u32(b + 24, msg->u.hello_ack.hold_timeout_us);
         put_u32(b + 28, msg->u.hello_ack.safe_off_timeout_us);
+        if (msg->u.hello_ack.has_limits) {
+            put_joints(b + 32, msg->u.hello_ack.lower);
+            put_joints(b + 32 + 4u * DGB_NUM_JOINTS, msg->u.hello_ack.upper);
+            put_joints(b + 32 + 8u * DGB_NUM_JOINTS, msg->u.hello_ack.max_velocity);
+            put_joints(b + 32 + 12u * DGB_NUM_JOINTS, msg->u.hello_ack.max_acceleration);
+        }
         break;
     case DGB_MSG_HEARTBEAT:
         put_u64(b, msg->u.heartbeat.host_time_us);
@@ -302,6 +308,11 @@ static bool decode_body(dgb_msg_t *out, const uint8_t *b, size_t blen, dgb_error
         }
         want = DGB_BODY_TRAJECTORY((size_t)b[8]);
         break;
+    case DGB_MSG_HELLO_ACK:
+        /* the current layout, or a version-1 answer (prefix only) */
+        out->u.hello_ack.has_limits = blen != DGB_BODY_HELLO_ACK_V1;
+        want = body_size(out);
+        break;
     default:
         want = body_size(out);
         break;
@@ -327,6 +338,12 @@ static bool decode_body(dgb_msg_t *out, const uint8_t *b, size_t blen, dgb_error
         out->u.hello_ack.max_traj_points = get_u16(b + 22);
         out->u.hello_ack.hold_timeout_us = get_u32(b + 24);
         out->u.hello_ack.safe_off_timeout_us = get_u32(b + 28);
+        if (out->u.hello_ack.has_limits) {
+            get_joints(b + 32, out->u.hello_ack.lower);
+            get_joints(b + 32 + 4u * DGB_NUM_JOINTS, out->u.hello_ack.upper);
+            get_joints(b + 32 + 8u * DGB_NUM_JOINTS, out->u.hello_ack.max_velocity);
+            get_joints(b + 32 + 12u * DGB_NUM_JOINTS, out->u.hello_ack.max_acceleration);
+        }
         break;
     case DGB_MSG_HEARTBEAT:
         out->u.heartbeat.host_time_us = get_u64(b);

@@ -136,6 +136,9 @@ static void test_roundtrip_all_types(void)
         if (m.type == DGB_MSG_TRAJECTORY) {
             m.u.trajectory.num_points = 3u;
         }
+        if (m.type == DGB_MSG_HELLO_ACK) {
+            m.u.hello_ack.has_limits = true;
+        }
         n = encode(&m, wire);
         CHECK(n > 0u && n <= DGB_MAX_WIRE && wire[n - 1u] == 0u);
         CHECK(dgb_decode(wire, n - 1u, &d, &e));

@@ -103,6 +103,12 @@ static void test_handshake_ok(void)
     CHECK(r != NULL && r->type == DGB_MSG_HELLO_ACK && r->u.hello_ack.result == DGB_OK);
     CHECK(r->session_id == SESSION && r->u.hello_ack.session_id == SESSION && r->u.hello_ack.host_nonce == 42u);
     CHECK(dev.handshaked && dev.mode == DGB_MODE_DISARMED);
+    /* the answer carries the limits this firmware enforces (the host refuses a wider envelope) */
+    CHECK(r->u.hello_ack.has_limits);
+    CHECK(memcmp(r->u.hello_ack.lower, dev.cfg.lower, sizeof dev.cfg.lower) == 0);
+    CHECK(memcmp(r->u.hello_ack.upper, dev.cfg.upper, sizeof dev.cfg.upper) == 0);
+    CHECK(memcmp(r->u.hello_ack.max_velocity, dev.cfg.max_velocity, sizeof dev.cfg.max_velocity) == 0);
+    CHECK(memcmp(r->u.hello_ack.max_acceleration, dev.cfg.max_acceleration, sizeof dev.cfg.max_acceleration) == 0);
 }
 
 static void test_handshake_version_mismatch(void)
@@ -115,7 +121,7 @@ static void test_handshake_version_mismatch(void)
     memset(&m, 0, sizeof m);
     m.type = DGB_MSG_HELLO;
     m.seq = 1u;
-    m.u.hello.protocol_version = 2u;
+    m.u.hello.protocol_version = DGB_PROTOCOL_VERSION + 1u;
     m.u.hello.num_joints = DGB_NUM_JOINTS;
     m.u.hello.schema_hash = dev.cfg.schema_hash;
     send(&dev, &m, 1000100u);

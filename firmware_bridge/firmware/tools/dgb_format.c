@@ -79,6 +79,12 @@ bool dgb_format_msg(const dgb_msg_t *m, char *out, size_t cap)
                   (unsigned long)m->u.hello_ack.host_nonce, (unsigned long)m->u.hello_ack.firmware_version,
                   (unsigned)m->u.hello_ack.result, (unsigned)m->u.hello_ack.max_traj_points,
                   (unsigned long)m->u.hello_ack.hold_timeout_us, (unsigned long)m->u.hello_ack.safe_off_timeout_us);
+        if (m->u.hello_ack.has_limits) {
+            sb_joints(&sb, "lower", m->u.hello_ack.lower);
+            sb_joints(&sb, "upper", m->u.hello_ack.upper);
+            sb_joints(&sb, "max_velocity", m->u.hello_ack.max_velocity);
+            sb_joints(&sb, "max_acceleration", m->u.hello_ack.max_acceleration);
+        }
         break;
     case DGB_MSG_HEARTBEAT:
         sb_printf(&sb, " host_time_us=%llu", (unsigned long long)m->u.heartbeat.host_time_us);
