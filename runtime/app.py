@@ -25,7 +25,7 @@ from runtime.clock import Clock
 from runtime.config.schema import ARM_JOINTS, N_JOINTS, RuntimeConfig
 from runtime.errors import StaleDataError
 from runtime.execution.executor import ChunkExecutor
-from runtime.execution.loop import ControlLoop
+from runtime.execution.loop import ControlLoop, effective_auto_rearm
 from runtime.execution.requests import ChunkRequests
 from runtime.execution.safety import JointLimits, SafetyFilter
 from runtime.mailbox import Mailbox
@@ -43,7 +43,7 @@ from runtime.workers.tracker import TrackerWorker
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "stop", "clear", "manual_bbox")
+COMMANDS = ("start", "stop", "clear", "arm", "manual_bbox")
 
 
 class App:
@@ -84,6 +84,10 @@ class App:
         self._t_run = math.nan
         self._t_stop = math.nan
         self._mlocked = False
+        self._home_lock = threading.Lock()
+        self._home_requests = 0
+        self.fatal: str | None = None  # why the run ended abnormally (the CLI exits non-zero)
+        self.warnings: list[str] = []  # loud, start-up-time warnings repeated in the run summary
 
     # ---- public API ------------------------------------------------------------------------------
     def add_observer(self, obj: Any) -> None:
@@ -93,7 +97,9 @@ class App:
 
     def submit_command(self, cmd: dict) -> dict:
         """Thread-safe, never blocks: {"cmd": "start", "prompt"} | {"cmd": "stop"} (protective stop) |
-        {"cmd": "clear"} | {"cmd": "manual_bbox", "bbox": [x1, y1, x2, y2]}. Returns {"ok", "reason"}."""
+        {"cmd": "clear"} (lifts a protective stop; does not re-arm) | {"cmd": "arm"} (the operator
+        re-enables motion after a stop, safe-off or link loss) | {"cmd": "manual_bbox", "bbox":
+        [x1, y1, x2, y2]}. Returns {"ok", "reason"}."""
         name = cmd.get("cmd") if isinstance(cmd, dict) else None
         if name not in COMMANDS:
             return {"ok": False, "reason": f"unknown command {name!r}; expected one of {list(COMMANDS)}"}
@@ -105,7 +111,10 @@ class App:
                 self.episode.abort("operator stop")
             return {"ok": self.loop.submit("stop"), "reason": "protective stop requested"}
         if name == "clear":
-            return {"ok": self.loop.submit("clear"), "reason": "clear requested (re-arms from the measured position)"}
+            return {"ok": self.loop.submit("clear"),
+                    "reason": "clear requested (lifts the protective stop; motion needs an explicit arm)"}
+        if name == "arm":
+            return {"ok": self.loop.submit("arm"), "reason": "arm requested (re-enables motion from the measured position)"}
         if name == "manual_bbox":
             box = cmd.get("bbox")
             try:
@@ -142,15 +151,22 @@ class App:
         """Drive the arm to robot.home_positions (policy disabled) and call `on_done()` when there
         (or after `timeout_s`), from a short-lived thread. Never blocks. `place` is accepted for the
         episode interface; the sim hand simply opens on the way home."""
-        before = sum(1 for _, e in list(self.loop.events) if e == "home reached")
-        ok = self.loop.submit("home", target=list(self.cfg.robot.home_positions))
+        with self._home_lock:
+            self._home_requests += 1
+            request_id = self._home_requests
+        ok = self.loop.submit("home", target=list(self.cfg.robot.home_positions), request_id=request_id)
 
         def wait() -> None:
+            # The loop reports (request id, outcome) of the last homing that ended: wait for ours
+            # (an explicit state, not a scan of a bounded event log that can miss the arrival).
             end = self.clock.now() + timeout_s
             while self.clock.now() < end and not self._stopped.is_set():
-                if sum(1 for _, e in list(self.loop.events) if e == "home reached") > before:
+                done_id, outcome = self.loop.home_done
+                if done_id >= request_id:
+                    if done_id == request_id and outcome != "reached":
+                        self._error(f"go_home: homing {outcome} before reaching home")
                     break
-                self._stopped.wait(0.05)
+                self._stopped.wait(0.02)
             else:
                 if not self._stopped.is_set():
                     self._error(f"go_home: not home within {timeout_s:.0f} s")
@@ -231,7 +247,7 @@ class App:
                 self.chunks, self.requests, cfg.control.rate_hz, loop_clock,
                 max_state_age_s=cfg.safety.max_state_age_ms / 1e3,
                 max_perception_age_s=cfg.safety.max_perception_age_ms / 1e3,
-                perception_age_s=self._perception_age_s, auto_rearm=cfg.safety.auto_rearm,
+                perception_age_s=self._perception_age_s, auto_rearm=effective_auto_rearm(cfg),
                 publish=self.dispatcher.publish,
                 on_thread_start=lambda: apply_thread_realtime(rt.sched_fifo_priority, rt.cpu_affinity),
             )
@@ -326,13 +342,25 @@ class App:
                 if stop_event.wait(min(progress_period_s, remaining)):
                     break
                 if not self.loop.alive:
-                    self._error("control loop thread ended unexpectedly")
+                    self._loop_died()
                     break
                 if on_progress is not None:
                     on_progress(self)
         finally:
             self.stop()
         return self.report()
+
+    def _loop_died(self) -> None:
+        """The control loop ended while the run was going on: the robot is no longer commanded
+        (the firmware holds and safes off by itself). The run ends and the CLI exits non-zero."""
+        code = getattr(self.loop, "exitcode", None)
+        if code is None:
+            why = "control loop thread ended unexpectedly"
+        else:
+            how = f"killed by {_signal_name(-code)}" if code < 0 else f"exit code {code}"
+            why = f"control process ended unexpectedly ({how}); the firmware holds and safes off"
+        self.fatal = why
+        self._error(why)
 
     def stop(self) -> None:
         """Safe stop, in order: control loop (hold, disarm), episode, workers, cameras, bridge and
@@ -458,7 +486,18 @@ class App:
             "realtime": {**self.setup, "control_thread": loop.get("thread_setup")},
             "joints": N_JOINTS, "arm_joints": ARM_JOINTS,
             "errors": errors,
+            "warnings": list(self.warnings),
+            "fatal": self.fatal,
         }
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _span(t0: float, t1: float) -> float | None:

@@ -57,7 +57,11 @@ def main(args: argparse.Namespace) -> int:
     print(format_summary(report))
     if args.report:
         print(f"report written to {args.report}")
-    return 0 if not report.get("fatal") else 1
+    if report.get("fatal"):
+        # A supervisor (systemd, a test rig) must see that the run did not end as asked.
+        print(f"dexgrasp run: error: {report['fatal']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_app(cfg, duration_s: float | None, quiet: bool = False, model_dir=None) -> dict:
@@ -171,6 +175,8 @@ def format_summary(report: dict) -> str:
                      f"{rt.get('mlockall', 'off')}; GIL switch interval {rt.get('switch_interval', '-')}"),
         ("errors", "; ".join(report.get("errors") or []) or "none"),
     ]
+    if report.get("warnings"):
+        rows.append(("WARNINGS", "; ".join(report["warnings"])))
     rec = report.get("recording")
     if isinstance(rec, dict):
         dropped = {k[len("dropped_"):]: v for k, v in rec.items() if k.startswith("dropped_") and v}

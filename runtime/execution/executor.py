@@ -18,6 +18,11 @@ from runtime.execution.blending import ChunkBlender
 from runtime.execution.chunk import TimedChunk
 from runtime.stats import LatencyStats
 
+# Observations and the loop share one monotonic clock (across processes too), so a chunk observed
+# after "now" can only come from a stamping or clock fault. Its age (now - t_obs) is negative and
+# would pass every age limit, so it is refused beyond this rounding tolerance.
+MAX_FUTURE_S = 0.05
+
 
 @dataclass
 class ExecutorCounters:
@@ -26,6 +31,7 @@ class ExecutorCounters:
     chunks_rejected_nonfinite: int = 0
     chunks_rejected_shape: int = 0
     chunks_rejected_stale: int = 0  # arrived with every action already too old or past
+    chunks_rejected_future: int = 0  # observation stamped after "now": a clock or stamping fault
     chunks_from_arrival: int = 0  # auto mode: too late for their timestamps, run from arrival
     actions_dropped_late: int = 0  # actions already past when their chunk arrived
     requests: int = 0
@@ -53,6 +59,7 @@ class ChunkExecutor:
         request_margin_s: float = 0.3,
         latency_percentile: float = 90.0,
         initial_latency_estimate_s: float = 2.0,
+        max_future_s: float = MAX_FUTURE_S,
     ) -> None:
         if mode not in ("timed", "upstream", "auto"):
             raise ValueError(f"mode must be 'timed', 'upstream' or 'auto', got {mode!r}")
@@ -65,6 +72,7 @@ class ChunkExecutor:
         self.request_margin_s = float(request_margin_s)
         self.latency_percentile = float(latency_percentile)
         self.initial_latency_estimate_s = float(initial_latency_estimate_s)
+        self.max_future_s = float(max_future_s)
         self.blender = ChunkBlender(
             mode="latest" if mode == "upstream" else blend,
             crossfade_s=crossfade_steps * self.action_dt_s,
@@ -116,6 +124,13 @@ class ChunkExecutor:
             c.chunks_rejected_nonfinite += 1
             bad = int(np.count_nonzero(~np.isfinite(pos)))
             self.last_reject_reason = f"chunk {chunk.seq} has {bad} non-finite value(s)"
+            return False
+        if not chunk.t_obs - now <= self.max_future_s:  # also catches a NaN stamp
+            c.chunks_rejected_future += 1
+            self.last_reject_reason = (
+                f"chunk {chunk.seq} observed {chunk.t_obs - now:.3f} s in the future (tolerance "
+                f"{self.max_future_s:.3f} s): a stamping or clock fault, not executed"
+            )
             return False
         if math.isfinite(chunk.t_ready):
             self.latency.add(max(0.0, chunk.t_ready - chunk.t_obs))

@@ -42,6 +42,14 @@ def _no_publish(kind: str, *args: Any) -> None:
 HISTOGRAM_BINS_US = (0, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000, math.inf)
 
 
+def effective_auto_rearm(cfg) -> bool:
+    """Whether the loop may re-arm by itself after a safe-off or link loss: only with
+    safety.auto_rearm AND a simulated robot. On real hardware (bridge.kind "serial") motion after a
+    stall resumes only on an operator's `arm`, whatever the config says (config validation refuses
+    auto_rearm there too; this is the runtime's own guard)."""
+    return bool(cfg.safety.auto_rearm) and cfg.bridge.kind != "serial"
+
+
 def lateness_histogram(lateness_s: np.ndarray) -> dict:
     """Cycle counts per wake-up lateness bin ("<50us": ...), for reports and benchmarks."""
     counts, _ = np.histogram(np.asarray(lateness_s) * 1e6, bins=np.asarray(HISTOGRAM_BINS_US))
@@ -106,6 +114,11 @@ class ControlLoop:
         self._generation_t = -math.inf
         self.chunks_dropped_old_generation = 0
         self.homes_completed = 0  # explicit counter for waiters (App.go_home), not an event string
+        # (request id, outcome) of the last homing that ended: "reached", "ignored" or "aborted";
+        # App.go_home waits for its own id here instead of scanning the event log.
+        self.home_done: tuple[int, str] = (0, "none")
+        self._home_id = 0  # request id of the homing in progress
+        self._arm_requested = False  # an operator's "arm" waiting for the next resync
         self.hold_reason: str | None = "starting"
         self.hold_cycles: Counter = Counter()
         self.events: deque = deque(maxlen=200)
@@ -127,7 +140,8 @@ class ControlLoop:
 
     # ---- thread-safe controls (any thread) -------------------------------------------------------
     def submit(self, command: str, **kwargs: Any) -> bool:
-        """Queue a command for the loop thread ('stop', 'clear', 'enable', 'disable'). Never blocks;
+        """Queue a command for the loop thread ('stop', 'clear', 'arm', 'enable', 'disable', 'home'
+        with target= and request_id=). Never blocks;
         False if the queue is full (the loop is wedged, which the report will show)."""
         try:
             self._commands.put_nowait((command, kwargs))
@@ -227,6 +241,7 @@ class ControlLoop:
             if target is None:
                 self._homing = False
                 self.homes_completed += 1
+                self.home_done = (self._home_id, "reached")
                 self._event("home reached")
             reason = "homing" if target is not None else "policy_disabled"
             enabled = False
@@ -286,12 +301,16 @@ class ControlLoop:
     def _resync(self, state, now: float) -> bool:
         """Restart the command stream from the measured position (after start, link loss, stop)."""
         if getattr(self.bridge, "needs_rearm", False) or not getattr(self.bridge, "armed", True):
-            if not (self.auto_rearm or self.hold_reason == "starting"):
+            # Arming at start-up is the operator starting the runtime; afterwards (safe-off, link
+            # loss, a cleared stop) only an explicit "arm" command, or auto_rearm in the sim.
+            if not (self.auto_rearm or self._arm_requested or self.hold_reason == "starting"):
                 self._hold("needs_rearm", now)
                 return False
+            self._arm_requested = False
             if not self._try(self.bridge.arm, "arm"):
                 self._hold("arm_failed", now)
                 return False
+            self._event("armed")
         positions = np.asarray(state.positions, dtype=np.float64)
         if not self.safety.reset(positions):
             # A NaN/Inf state read must not crash the loop: hold (send nothing, the firmware holds)
@@ -350,7 +369,8 @@ class ControlLoop:
             if command == "stop":
                 self._try(self.bridge.protective_stop, "protective_stop")
                 self._stopped = True
-                self._homing = False
+                self._arm_requested = False
+                self._end_homing("aborted")
                 self.policy_enabled.clear()
                 self._clear_chunks()
                 self._advance_generation(now)
@@ -361,28 +381,48 @@ class ControlLoop:
                     self._stopped = False
                     self._advance_generation(now)
                     self._need_resync = True
-                    self.hold_reason = "starting"  # clearing a stop re-arms from the measured position
-                    self._event("protective stop cleared")
+                    # Lifting the latch does not re-arm: motion needs an operator's "arm".
+                    self._arm_requested = False
+                    self._event("protective stop cleared (send arm to enable motion)")
+            elif command == "arm":
+                if self._stopped:
+                    self._event("arm refused: protective stop latched (send clear first)")
+                elif getattr(self.bridge, "needs_rearm", False) or not getattr(self.bridge, "armed", True):
+                    self._arm_requested = True
+                    self._need_resync = True  # re-arms and restarts from the measured position
+                    self._event("arm requested by the operator")
+                else:
+                    self._event("arm: already armed")
             elif command == "home":
-                self._start_homing(np.asarray(kwargs.get("target"), dtype=np.float64), now)
+                self._end_homing("aborted")
+                self._home_id = int(kwargs.get("request_id", 0) or 0)
+                if not self._start_homing(np.asarray(kwargs.get("target"), dtype=np.float64), now):
+                    self.home_done = (self._home_id, "ignored")
             elif command == "enable":
-                self._homing = False
+                self._end_homing("aborted")
                 self.policy_enabled.set()
             elif command == "disable":
+                self._end_homing("aborted")
                 self.policy_enabled.clear()
                 self._clear_chunks()
                 self._advance_generation(now)
             else:
                 self._note_error(f"unknown loop command {command!r}")
 
-    def _start_homing(self, target: np.ndarray, now: float) -> None:
+    def _end_homing(self, outcome: str) -> None:
+        """A homing in progress ends without reaching home (stop, enable, disable, a new home)."""
+        if self._homing:
+            self._homing = False
+            self.home_done = (self._home_id, outcome)
+
+    def _start_homing(self, target: np.ndarray, now: float) -> bool:
         """Move to `target` on a straight joint-space line (cosine time profile, at most half the
         velocity limit; the safety filter still shapes it); the policy is disabled. Ends with the
         event "home reached"."""
         if self._stopped or not self.safety.ready or target.shape != (self.safety.limits.n,) \
                 or not np.all(np.isfinite(target)):
             self._note_error(f"home ignored (stopped, not synchronised or bad target {target!r})")
-            return
+            return False
         from runtime.execution.chunk import TimedChunk
 
         start = self.safety.position
@@ -403,6 +443,7 @@ class ControlLoop:
         self.executor.start_homing(chunk, now)
         self._homing = True
         self._event(f"homing ({duration_s:.1f} s)")
+        return True
 
     def _try(self, fn: Callable[[], Any], what: str) -> bool:
         try:
@@ -431,6 +472,7 @@ class ControlLoop:
             "chunks_accepted": self.executor.counters.chunks_accepted,
             "hold_reason": self.hold_reason,
             "homes_completed": self.homes_completed,
+            "home_done": self.home_done,
             "chunks_dropped_old_generation": self.chunks_dropped_old_generation,
         }
 

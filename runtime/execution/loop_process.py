@@ -21,6 +21,7 @@ import logging
 import math
 import multiprocessing as mp
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ from runtime.execution.requests import ChunkRequests
 from runtime.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
+
+STATS_PERIOD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class BridgeView:
 class ControlLoopProcess:
     """Parent-side proxy of the control loop running in a spawned child process."""
 
+    EVENT_LOG_SIZE = 200
+
     def __init__(self, cfg, requests: ChunkRequests, chunks: Mailbox, head_frames: Mailbox,
                  publish=None, clock: Clock | None = None, start_timeout_s: float = 180.0) -> None:
         self.cfg = cfg
@@ -76,8 +81,11 @@ class ControlLoopProcess:
         self.bridge_view = BridgeView(self.clock)
         self.hold_reason: str | None = "starting"
         self.errors: list[str] = []
-        self.events: list = []
-        self._progress: dict = {"achieved_hz": math.nan, "missed_cycles": 0, "chunks_accepted": 0}
+        # The child runs for days: keep its recent events only, and say how many fell off.
+        self.events: deque = deque(maxlen=self.EVENT_LOG_SIZE)
+        self.events_dropped = 0
+        self._progress: dict = {"achieved_hz": math.nan, "missed_cycles": 0, "chunks_accepted": 0,
+                                "homes_completed": 0, "home_done": (0, "none")}
         self._report: dict | None = None
         self._report_ready = threading.Event()
         self._send_lock = threading.Lock()
@@ -140,6 +148,21 @@ class ControlLoopProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.is_alive()
 
+    @property
+    def exitcode(self) -> int | None:
+        """The child's exit code once it has ended (negative: killed by that signal), else None."""
+        return None if self._proc is None else self._proc.exitcode
+
+    @property
+    def homes_completed(self) -> int:
+        return int(self._progress.get("homes_completed", 0))
+
+    @property
+    def home_done(self) -> tuple[int, str]:
+        """(request id, outcome) of the child's last finished homing (see ControlLoop.home_done)."""
+        rid, outcome = self._progress.get("home_done", (0, "none"))
+        return int(rid), str(outcome)
+
     def submit(self, command: str, **kwargs) -> bool:
         return self._send(("cmd", command, kwargs))
 
@@ -150,6 +173,7 @@ class ControlLoopProcess:
         r = dict(self._report or {"rate_hz_target": self.cfg.control.rate_hz, "rate_hz_achieved": math.nan,
                                   "lateness_us": {}, "missed_cycles": None, "errors": ["no report from control process"]})
         r["process"] = "separate (dexgrasp-control)"
+        r["events_dropped_in_parent"] = self.events_dropped
         return r
 
     # ---- link threads ----
@@ -186,6 +210,8 @@ class ControlLoopProcess:
                 if msg[1] == "status":
                     self.hold_reason = msg[2].get("hold_reason")
                 elif msg[1] == "episode_event":
+                    if len(self.events) == self.events.maxlen:
+                        self.events_dropped += 1
                     self.events.append((msg[2].get("t"), msg[2].get("event")))
                 self.publish(msg[1], msg[2])
             elif kind == "stats":
@@ -238,7 +264,7 @@ def child_main(cfg_dict: dict, conn) -> None:
     from runtime.config import config_from_dict
     from runtime.config.components import make_bridge
     from runtime.execution.executor import ChunkExecutor
-    from runtime.execution.loop import ControlLoop
+    from runtime.execution.loop import ControlLoop, effective_auto_rearm
     from runtime.execution.safety import JointLimits, SafetyFilter
     from runtime.realtime import (
         GilHoldingClock,
@@ -278,68 +304,111 @@ def child_main(cfg_dict: dict, conn) -> None:
     sender_thread = threading.Thread(target=sender, name="loop-link-tx", daemon=True)
     sender_thread.start()
 
-    cfg = config_from_dict(cfg_dict, "control process")
-    rt_cfg = cfg.control.realtime
-    clock = GilHoldingClock(rt_cfg.loop_spin_us / 1e6) if rt_cfg.loop_spin_us > 0 else Clock()
-    rt = cfg.control.realtime
     try:
+        cfg = config_from_dict(cfg_dict, "control process")
+        rt = cfg.control.realtime
+        clock = GilHoldingClock(rt.loop_spin_us / 1e6) if rt.loop_spin_us > 0 else Clock()
         handle = make_bridge(cfg, clock)
     except Exception as exc:  # reported to the parent, which raises it with the reason
         send(("error", f"{type(exc).__name__}: {exc}"))
+        link_alive.clear()
+        sender_thread.join(5.0)
         return
-    perception_t = [-math.inf]
-    chunks: Mailbox = Mailbox("chunks", clock)
-    requests = _ForwardingRequests(send)
-    last_state = [None]
+    # From here on the bridge is open: every exit path (stop, parent gone, loop crash, a failing
+    # report or stats) goes through the finally below, which disarms and closes it.
+    loop = None
+    switch = None
+    setup: dict = {}
+    report: dict = {"errors": []}
+    try:
+        perception_t = [-math.inf]
+        chunks: Mailbox = Mailbox("chunks", clock)
+        requests = _ForwardingRequests(send)
 
-    def publish(kind, *args) -> None:
-        if kind == "joint_state":
-            s = args[0]
-            view = StateView(np.asarray(s.positions, dtype=np.float64), np.asarray(s.velocities, dtype=np.float64),
-                             float(s.t_host_receive))
-            last_state[0] = view
-            send(("state", view))
-        elif kind == "command":
-            send(("command", args[0], args[1]))
-        else:
-            send(("event", kind, args[0]))
+        def publish(kind, *args) -> None:
+            if kind == "joint_state":
+                s = args[0]
+                send(("state", StateView(np.asarray(s.positions, dtype=np.float64),
+                                         np.asarray(s.velocities, dtype=np.float64), float(s.t_host_receive))))
+            elif kind == "command":
+                send(("command", args[0], args[1]))
+            else:
+                send(("event", kind, args[0]))
 
-    loop = ControlLoop(
-        handle.bridge, ChunkExecutor.from_config(cfg),
-        SafetyFilter(JointLimits.from_config(cfg.robot, cfg.safety), 1.0 / cfg.control.rate_hz),
-        chunks, requests, cfg.control.rate_hz, clock,
-        max_state_age_s=cfg.safety.max_state_age_ms / 1e3,
-        max_perception_age_s=cfg.safety.max_perception_age_ms / 1e3,
-        perception_age_s=lambda now: now - perception_t[0], auto_rearm=cfg.safety.auto_rearm,
-        publish=publish, on_thread_start=lambda: apply_thread_realtime(rt.sched_fifo_priority, rt.cpu_affinity),
-    )
-    setup = {"mlockall": lock_memory() if rt.mlockall else "off"}
-    switch = SwitchInterval(rt.switch_interval_ms)
-    switch.__enter__()
-    setup["switch_interval"] = switch.describe()
-    gc.collect()
-    gc.freeze()
-    stop = threading.Event()
+        loop = ControlLoop(
+            handle.bridge, ChunkExecutor.from_config(cfg),
+            SafetyFilter(JointLimits.from_config(cfg.robot, cfg.safety), 1.0 / cfg.control.rate_hz),
+            chunks, requests, cfg.control.rate_hz, clock,
+            max_state_age_s=cfg.safety.max_state_age_ms / 1e3,
+            max_perception_age_s=cfg.safety.max_perception_age_ms / 1e3,
+            perception_age_s=lambda now: now - perception_t[0], auto_rearm=effective_auto_rearm(cfg),
+            publish=publish, on_thread_start=lambda: apply_thread_realtime(rt.sched_fifo_priority, rt.cpu_affinity),
+        )
+        setup["mlockall"] = lock_memory() if rt.mlockall else "off"
+        switch = SwitchInterval(rt.switch_interval_ms)
+        switch.__enter__()
+        setup["switch_interval"] = switch.describe()
+        gc.collect()
+        gc.freeze()
 
-    def stats() -> dict:
-        b = handle.bridge
+        def stats() -> dict:
+            b = handle.bridge
+            try:
+                counters = b.counters()
+            except Exception as exc:  # a bridge mid-reconnect may refuse; report it
+                counters = {"error": repr(exc)}
+            return {"progress": loop.progress(), "bridge": counters,
+                    "link": (bool(getattr(b, "link_up", True)), bool(getattr(b, "armed", True)),
+                             bool(getattr(b, "needs_rearm", False)))}
+
+        if rt.worker_sched_fifo_priority is not None:
+            # this main thread unpickles the parent's messages: it holds the GIL in short bursts too
+            threading.current_thread().name = "control-process-main"
+            setup["worker_threads"] = apply_worker_priorities(
+                threading.enumerate(), rt.worker_sched_fifo_priority, None,
+                extra_prefixes=("control-process-main", "loop-link"))
+        send(("ready", setup))  # first message: the parent reads it before any state
+        loop.start()
+        _serve(conn, loop, chunks, requests, perception_t, stats, send, clock)
+        loop.stop()
+        report = loop.report()
+        report["bridge_counters"] = stats()["bridge"]
+    except Exception as exc:  # the parent gets a report saying why, and the bridge still closes
+        log.exception("control process failed")
+        report = {**report, "errors": [*report.get("errors", []), f"control process failed: {exc!r}"]}
+    finally:
+        report.setdefault("errors", [])
+        if loop is not None:
+            report["errors"] = list(loop.errors) + report["errors"]
+            try:
+                loop.stop()
+            except Exception as exc:  # stopping must go on to the disarm and close
+                report["errors"].append(f"stopping the control loop: {exc!r}")
         try:
-            counters = b.counters()
-        except Exception as exc:  # a bridge mid-reconnect may refuse; report it
-            counters = {"error": repr(exc)}
-        return {"progress": loop.progress(), "bridge": counters,
-                "link": (bool(getattr(b, "link_up", True)), bool(getattr(b, "armed", True)),
-                         bool(getattr(b, "needs_rearm", False)))}
+            handle.bridge.disarm()  # the loop's safe stop disarms too; this covers every other path
+        except Exception as exc:  # a bridge whose link is gone cannot disarm: the firmware safes off
+            report["errors"].append(f"disarm at exit: {exc!r}")
+        report["errors"].extend(handle.close())
+        if switch is not None:
+            switch.__exit__(None, None, None)
+        report["thread_setup"] = {**((loop.thread_setup if loop is not None else None) or {}), **setup}
+        report["telemetry_dropped_in_control_process"] = dropped[0]
+        try:  # the report must not be lost to a full outbox: wait (bounded) for room
+            outbox.put(("report", report), timeout=2.0)
+        except queue.Full:
+            log.warning("control process: outbox full, report not sent")
+        link_alive.clear()
+        sender_thread.join(5.0)
+        conn.close()
 
-    if rt.worker_sched_fifo_priority is not None:
-        # this main thread unpickles the parent's messages: it holds the GIL in short bursts too
-        threading.current_thread().name = "control-process-main"
-        setup["worker_threads"] = apply_worker_priorities(threading.enumerate(), rt.worker_sched_fifo_priority, None,
-                                                          extra_prefixes=("control-process-main", "loop-link"))
-    send(("ready", setup))  # first message: the parent reads it before any state
-    loop.start()
+
+def _serve(conn, loop, chunks: Mailbox, requests: ChunkRequests, perception_t: list, stats, send, clock) -> None:
+    """The child's main thread: apply the parent's messages until "stop", the parent is gone, or the
+    loop thread ends. Stats go out every STATS_PERIOD_S, and at once when a homing ends (a waiter
+    in the parent counts on it)."""
     t_stats = clock.now()
-    while not stop.is_set():
+    home_done = loop.home_done
+    while True:
         try:
             if conn.poll(0.1):
                 msg = conn.recv()
@@ -353,24 +422,12 @@ def child_main(cfg_dict: dict, conn) -> None:
                 elif kind == "cmd":
                     loop.submit(msg[1], **msg[2])
                 elif kind == "stop":
-                    stop.set()
+                    return
         except (EOFError, OSError):
-            break  # parent died: stop safely
-        if clock.now() - t_stats >= 0.5:
+            return  # parent died: stop safely
+        if clock.now() - t_stats >= STATS_PERIOD_S or loop.home_done != home_done:
             t_stats = clock.now()
+            home_done = loop.home_done
             send(("stats", stats()))
         if not loop.alive:
-            break
-    loop.stop()
-    report = loop.report()
-    report["errors"] = list(loop.errors)
-    report["thread_setup"] = {**(loop.thread_setup or {}), **setup}
-    report["bridge_counters"] = stats()["bridge"]
-    for e in handle.close():
-        report["errors"].append(e)
-    switch.__exit__(None, None, None)
-    report["telemetry_dropped_in_control_process"] = dropped[0]
-    send(("report", report))
-    link_alive.clear()
-    sender_thread.join(5.0)
-    conn.close()
+            return

@@ -140,8 +140,12 @@ def test_protective_stop_and_clear(loop_sim):
     assert len(sim.bridge.sent) == n_sent
     sim.loop.submit("clear")
     sim.loop.submit("enable")
+    sim.run(1.0)
+    assert sim.loop.hold_reason == "needs_rearm"  # clear lifts the latch; it does not re-arm
+    assert "arm" not in sim.bridge.calls[sim.bridge.calls.index("clear_stop"):]
+    sim.loop.submit("arm")
     sim.run(2.0)
-    assert sim.bridge.calls[-1] == "arm" or "arm" in sim.bridge.calls[sim.bridge.calls.index("clear_stop"):]
+    assert "arm" in sim.bridge.calls[sim.bridge.calls.index("clear_stop"):]
     assert sim.loop.hold_reason is None
 
 
