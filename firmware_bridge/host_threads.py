@@ -115,7 +115,8 @@ class HostThreadsMixin:
 
     def _open_link(self) -> None:
         link = SerialLink(self.port, self._on_message, self._on_frame_error, self._on_disconnect,
-                          clock=self.clock, write_timeout_s=self.write_timeout_s, name=self.name)
+                          clock=self.clock, baudrate=self.baudrate, write_timeout_s=self.write_timeout_s,
+                          name=self.name)
         link.open()
         with self._lock:
             self._link = link

@@ -57,7 +57,8 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     # The firmware enforces its own limits as the last line of defence; give it the same position
     # limits and a margin on velocity/acceleration, so the host's filter is what normally acts.
     host = JointLimits.from_config(cfg.robot, cfg.safety)
-    margin = float(b.options.get("firmware_limit_margin", 1.25))
+    opts = b.options
+    margin = opts.firmware_limit_margin
     fw_limits = FirmwareLimits(tuple(cfg.robot.joint_names), host.lower, host.upper,
                                host.max_velocity * margin, host.max_acceleration * margin)
     closers: list = []
@@ -66,13 +67,13 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     if b.kind == "emulator":
         from firmware_bridge.emulator import EmulatorProcess
 
-        emu = EmulatorProcess(**b.options.get("emulator", {}))
         start_kwargs = {"limits": fw_limits, "initial_positions": list(cfg.robot.home_positions)}
-        start_kwargs.update(b.options.get("emulator_start", {}))
-        emu.start(**_accepted(emu.start, start_kwargs))
+        start_kwargs.update(opts.emulator_start)
+        emu = EmulatorProcess(**_accepted(EmulatorProcess.__init__, opts.emulator, "bridge.options.emulator"))
+        emu.start(**_accepted(emu.start, start_kwargs, "bridge.options.emulator_start"))
         port = emu.port
         closers.append(emu.stop)
-        prio = b.options.get("emulator_sched_fifo_priority")
+        prio = opts.emulator_sched_fifo_priority
         if prio is not None and getattr(emu, "proc", None) is not None:
             # The emulator stands in for an MCU with a core of its own: do not let a busy host CPU
             # make it look like a stalled link.
@@ -81,10 +82,10 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
             except OSError as exc:
                 log.warning("emulator SCHED_FIFO %s not applied: %s", prio, exc)
         desc = f"firmware emulator on {port}"
-    host_kwargs = {"clock": clock, "limits": fw_limits}
-    host_kwargs.update(b.options.get("host", {}))
+    host_kwargs = {"clock": clock, "limits": fw_limits, "baudrate": b.baudrate}
+    host_kwargs.update(opts.host)
     try:
-        bridge = BridgeHost(port, **_accepted(BridgeHost.__init__, host_kwargs))
+        bridge = BridgeHost(port, **_accepted(BridgeHost.__init__, host_kwargs, "bridge.options.host"))
         bridge.connect()
     except BaseException:
         for fn in closers:
@@ -93,17 +94,13 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     return BridgeHandle(bridge, closers, desc)
 
 
-def _accepted(fn, kwargs: dict) -> dict:
-    """Keep the keyword arguments `fn` accepts (the bridge API grows; configs stay valid)."""
-    import inspect
+def _accepted(fn, kwargs: dict, where: str) -> dict:
+    """`kwargs` unchanged if `fn` takes every one of them, else ConfigError naming the key at `where`
+    with a did-you-mean (an option nobody reads must not pass for a setting that took effect)."""
+    from runtime.config.keys import check_keywords
 
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    dropped = sorted(set(kwargs) - set(params))
-    if dropped:
-        log.debug("%s does not take %s", getattr(fn, "__qualname__", fn), dropped)
-    return {k: v for k, v in kwargs.items() if k in params}
+    check_keywords(fn, kwargs, where)
+    return kwargs
 
 
 def make_cameras(cfg: RuntimeConfig, clock: Clock, state_fn: Callable[[], np.ndarray]) -> tuple[Any, Any, Any]:
@@ -124,7 +121,7 @@ def make_cameras(cfg: RuntimeConfig, clock: Clock, state_fn: Callable[[], np.nda
         for name, cam in (("third", c.head), ("right_first", c.wrist)):
             kwargs = dict(name=name, serial=cam.serial, width=cam.width, height=cam.height, fps=cam.fps,
                           clock=clock, bag_path=cam.bag_path)
-            cams.append(cls(**_accepted(cls.__init__, kwargs)))
+            cams.append(cls(**_accepted(cls.__init__, kwargs, "cameras")))
         return cams[0], cams[1], None
     raise ConfigError(f"cameras.kind {c.kind!r} is not supported")
 

@@ -3,11 +3,18 @@
 Every section forbids unknown keys (a typo must not silently fall back to a default); the loader
 turns pydantic's errors into one line per problem naming the file, the field and the bad value, with
 a did-you-mean for misspelt keys. Sections owned by other components (planner, telemetry,
-recording) keep their own option dicts, passed unchanged to those components' factories.
+recording) keep their own option dicts, passed unchanged to those components' factories, but are
+validated at load against those components' own config models (runtime/config/keys.py): no key is
+dropped silently anywhere.
+
+The safety envelope is bounded: every limit is finite and within a sanity cap (SAFETY_CAPS,
+JOINT_LIMIT_CAP_RAD, HAND_RANGE; table in docs/configuration.md). A value beyond a cap is a typo or
+a unit mistake (1e9 rad/s commanded 0.45 rad in one 5 ms cycle), not a robot this runtime drives.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +29,26 @@ DEFAULT_ARM_UPPER_RAD = [3.1, 2.268, 3.1, 2.355, 3.1, 2.233, 6.28]
 DEFAULT_JOINT_NAMES = [f"arm_joint_{i + 1}" for i in range(ARM_JOINTS)] + [
     f"hand_joint_{i + 1}" for i in range(HAND_JOINTS)
 ]
+
+
+# Sanity caps of the safety envelope (inclusive). Documented in docs/configuration.md.
+SAFETY_CAPS: dict[str, float] = {
+    "max_velocity_arm_rad_s": 3.0,
+    "max_velocity_hand_per_s": 5.0,
+    "max_acceleration_arm_rad_s2": 50.0,
+    "max_acceleration_hand_per_s2": 100.0,
+    "max_observation_age_ms": 2000.0,
+    "max_action_age_s": 60.0,  # the sim benchmarks run chunks from arrival with 60 s
+    "max_state_age_ms": 1000.0,
+    "max_perception_age_ms": 5000.0,
+}
+JOINT_LIMIT_CAP_RAD = 2 * math.pi  # arm limits and home pose within +-2 pi
+HAND_RANGE = (0.0, 1.0)  # hand joints are normalised
+
+
+def _capped(name: str, default: float):
+    """A positive, finite safety value no larger than its cap."""
+    return Field(default=default, gt=0, le=SAFETY_CAPS[name], allow_inf_nan=False)
 
 
 class Section(BaseModel):
@@ -52,11 +79,23 @@ class RobotConfig(Section):
         _check_len("hand_lower", self.hand_lower, HAND_JOINTS)
         _check_len("hand_upper", self.hand_upper, HAND_JOINTS)
         _check_len("home_positions", self.home_positions, N_JOINTS)
+        cap = JOINT_LIMIT_CAP_RAD
+        for name, lo, hi, unit in (("arm_lower_rad", -cap, cap, " rad"), ("arm_upper_rad", -cap, cap, " rad"),
+                                   ("hand_lower", *HAND_RANGE, ""), ("hand_upper", *HAND_RANGE, "")):
+            values = getattr(self, name)
+            if not all(math.isfinite(v) and lo <= v <= hi for v in values):
+                raise ValueError(f"robot.{name}: every value must be finite and within [{lo:.6g}, {hi:.6g}]{unit}, "
+                                 f"got {values}")
         lower = self.arm_lower_rad + self.hand_lower
         upper = self.arm_upper_rad + self.hand_upper
         for i, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
             if not lo < hi:
                 raise ValueError(f"joint {self.joint_names[i]}: lower limit {lo} must be < upper limit {hi}")
+        if not all(math.isfinite(v) for v in self.home_positions):
+            raise ValueError(f"robot.home_positions: every value must be finite, got {self.home_positions}")
+        for name, q, lo, hi in zip(self.joint_names, self.home_positions, lower, upper, strict=True):
+            if not lo <= q <= hi:
+                raise ValueError(f"robot.home_positions: {name} = {q:g} is outside its limits [{lo:g}, {hi:g}]")
         return self
 
     @property
@@ -132,19 +171,20 @@ class ExecutionConfig(Section):
 
 
 class SafetyConfig(Section):
-    # Per joint (13 values) or one value for the arm and one for the hand.
-    max_velocity_arm_rad_s: float = Field(default=1.0, gt=0)
-    max_velocity_hand_per_s: float = Field(default=2.0, gt=0)
-    max_acceleration_arm_rad_s2: float = Field(default=8.0, gt=0)
-    max_acceleration_hand_per_s2: float = Field(default=20.0, gt=0)
+    # One value for the arm and one for the hand; each finite, > 0 and <= its SAFETY_CAPS entry.
+    max_velocity_arm_rad_s: float = _capped("max_velocity_arm_rad_s", 1.0)
+    max_velocity_hand_per_s: float = _capped("max_velocity_hand_per_s", 2.0)
+    max_acceleration_arm_rad_s2: float = _capped("max_acceleration_arm_rad_s2", 8.0)
+    max_acceleration_hand_per_s2: float = _capped("max_acceleration_hand_per_s2", 20.0)
     # Never run the policy on a frame older than this.
-    max_observation_age_ms: float = Field(default=250.0, gt=0)
+    max_observation_age_ms: float = _capped("max_observation_age_ms", 250.0)
     # Never execute an action whose observation is older than this (default: one 64-step chunk).
-    max_action_age_s: float = Field(default=3.3, gt=0)
+    max_action_age_s: float = _capped("max_action_age_s", 3.3)
     # The loop holds when the robot state or the head camera is older than this.
-    max_state_age_ms: float = Field(default=50.0, gt=0)
-    max_perception_age_ms: float = Field(default=500.0, gt=0)
-    # Re-arm on our own after a link loss clears (sim); on a real robot keep false (operator re-arms).
+    max_state_age_ms: float = _capped("max_state_age_ms", 50.0)
+    max_perception_age_ms: float = _capped("max_perception_age_ms", 500.0)
+    # Re-arm on our own after a link loss clears. Sim only: refused with bridge.kind 'serial'
+    # (real hardware), where an operator re-arms.
     auto_rearm: bool = False
 
 
@@ -204,11 +244,35 @@ class PolicyConfig(Section):
     fake_latency_ms: float = Field(default=200.0, ge=0)
 
 
+class BridgeOptions(Section):
+    """`bridge.options`. The three dicts are keyword arguments of EmulatorProcess(), its start()
+    and BridgeHost(); their keys are checked against those signatures at load."""
+
+    # Firmware limits = host limits x margin on velocity/acceleration (the host's filter acts first).
+    firmware_limit_margin: float = Field(default=1.25, ge=1.0, le=2.0, allow_inf_nan=False)
+    emulator: dict[str, Any] = Field(default_factory=dict)
+    emulator_start: dict[str, Any] = Field(default_factory=dict)
+    emulator_sched_fifo_priority: int | None = Field(default=None, ge=1, le=99)
+    host: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keywords(self) -> BridgeOptions:
+        from firmware_bridge.emulator import EmulatorProcess
+        from firmware_bridge.host import BridgeHost
+        from runtime.config.keys import check_keywords
+
+        check_keywords(EmulatorProcess.__init__, self.emulator, "bridge.options.emulator")
+        check_keywords(EmulatorProcess.start, self.emulator_start, "bridge.options.emulator_start")
+        check_keywords(BridgeHost.__init__, self.host, "bridge.options.host")
+        return self
+
+
 class BridgeConfig(Section):
     kind: Literal["emulator", "serial", "fake"] = "emulator"
     port: str | None = None
-    baudrate: int = Field(default=1_000_000, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)
+    # The serial port's baud rate (a pseudo-terminal ignores it).
+    baudrate: int = Field(default=1_000_000, gt=0, le=20_000_000)
+    options: BridgeOptions = Field(default_factory=BridgeOptions)
 
     @model_validator(mode="after")
     def _port(self) -> BridgeConfig:
@@ -238,6 +302,44 @@ class RuntimeConfig(Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
-    # Passed unchanged to runtime.telemetry / runtime.recording factories when those are installed.
+    # Passed unchanged to runtime.telemetry / runtime.recording factories; validated at load by their
+    # own models (TelemetryConfig / RecordingConfig), unknown keys with a did-you-mean.
     telemetry: dict[str, Any] | None = None
     recording: dict[str, Any] | None = None
+
+    @field_validator("telemetry")
+    @classmethod
+    def _telemetry(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from runtime.config.keys import check_dataclass_keys
+            from runtime.telemetry.config import TelemetryConfig
+
+            check_dataclass_keys(v, TelemetryConfig, "telemetry")
+            TelemetryConfig.from_dict(v)  # ConfigError is a ValueError: reported like any field error
+        return v
+
+    @field_validator("recording")
+    @classmethod
+    def _recording(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from runtime.config.keys import check_dataclass_keys
+            from runtime.recording.config import RecordingConfig
+
+            check_dataclass_keys(v, RecordingConfig, "recording")
+            RecordingConfig.from_dict(v)
+        return v
+
+    @model_validator(mode="after")
+    def _real_hardware(self) -> RuntimeConfig:
+        """A config that drives a real arm names its home pose and leaves re-arming to an operator."""
+        if self.bridge.kind != "serial":
+            return self
+        if "home_positions" not in self.robot.model_fields_set:
+            raise ValueError(
+                "robot.home_positions: bridge.kind 'serial' drives real hardware, so the config must name "
+                f"its home pose ({N_JOINTS} values: {ARM_JOINTS} arm rad, {HAND_JOINTS} hand); the default "
+                "of all zeros may be a collision pose")
+        if self.safety.auto_rearm:
+            raise ValueError("safety.auto_rearm: re-arming without an operator is sim-only; bridge.kind "
+                             "'serial' (real hardware) needs auto_rearm: false (an operator re-arms)")
+        return self

@@ -12,7 +12,9 @@ def test_shipped_configs_load():
     assert sim.control.rate_hz == 200 and sim.control.action_rate_hz == 20
     assert sim.bridge.kind == "emulator" and sim.cameras.kind == "synthetic"
     robot = load_config("robot_example")
-    assert robot.bridge.kind == "serial" and robot.policy.backend == "tensorrt"
+    assert robot.bridge.kind == "serial" and robot.policy.backend == "onnxruntime"
+    assert robot.policy.providers[0] == "TensorrtExecutionProvider"
+    assert robot.telemetry == {"dds": {"enabled": True, "domain_id": 0}}
 
 
 def test_bad_value_names_file_field_and_value(tmp_path: Path):
