@@ -31,6 +31,7 @@ from firmware_bridge.errors import (
     EnvelopeError,
     NotArmedError,
     ProtocolMismatchError,
+    SecondWriterError,
 )
 from firmware_bridge.host_threads import HostThreadsMixin
 from firmware_bridge.joints import JointLimits
@@ -122,10 +123,14 @@ class BridgeHost(HostThreadsMixin):
         self._supervisor: threading.Thread | None = None
         self._c = dict(frames_tx=0, frames_rx=0, crc_errors=0, resyncs=0, rejected_rx=0, timeouts=0,
                        reconnects=0, session_changes=0, lost_rx_frames=0, commands_sent=0,
-                       commands_confirmed=0, device_faults=0, states=0)
+                       commands_confirmed=0, device_faults=0, states=0, second_writer=0, intrusion_stops=0)
         self.device_fault_codes: dict[str, int] = {}
         self.last_sent_seq = 0  # seq of the last motion command written (matches --log-applied)
         self.last_device_fault: P.Fault | None = None
+        # Set (one line, why) when another writer was seen on the port; cleared only by clear_stop().
+        self.second_writer: str | None = None
+        self._intrusion_stop_pending = False
+        self._last_applied_seen: int | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -179,7 +184,13 @@ class BridgeHost(HostThreadsMixin):
     # ---- commands ----------------------------------------------------------------------------
 
     def arm(self) -> None:
-        """Enable motion in the current session (blocks for the answer). Clears `needs_rearm`."""
+        """The explicit operator re-arm: enable motion in the current session (blocks for the
+        answer), clears `needs_rearm`. Nothing in the bridge calls it by itself: not a reconnect,
+        a new session, a safe-off nor `clear_stop()`. Refused (SecondWriterError) while a second
+        writer is latched, and by the firmware (ERR_PSTOP) while its protective stop is."""
+        if self.second_writer is not None:
+            raise SecondWriterError(f"{self.name}: not arming: second writer on {self.port} ({self.second_writer}); "
+                                    "remove it, clear_stop() to acknowledge, then arm()")
         self._require_session("arm")
         self._send_request(P.MsgType.ARM, P.Empty())
         with self._lock:
@@ -202,9 +213,18 @@ class BridgeHost(HostThreadsMixin):
         self._send_request(P.MsgType.PSTOP, P.Empty())
 
     def clear_stop(self) -> None:
-        """Clear the protective-stop latch; motion still needs `arm()`."""
+        """Clear the protective-stop latch (the firmware goes PSTOP -> DISARMED) and acknowledge a
+        second-writer report. Never re-arms: motion still needs an explicit `arm()`."""
+        with self._lock:
+            self._armed = False
+            self._needs_rearm = True
         self._require_session("clear_stop")
         self._send_request(P.MsgType.CLEAR_PSTOP, P.Empty())
+        with self._lock:
+            if self.second_writer is not None:
+                log.warning("%s: second-writer report acknowledged by clear_stop(): %s", self.name, self.second_writer)
+            self.second_writer = None
+            self._intrusion_stop_pending = False
 
     def validate_positions(self, positions) -> np.ndarray:
         """Shape, finiteness and limit clamp, as float32 (what goes on the wire), returned as float64."""
@@ -336,6 +356,8 @@ class BridgeHost(HostThreadsMixin):
                 raise NotArmedError(f"{self.name}: no handshaken firmware session on {self.port}; nothing sent")
             if not self._armed:
                 why = "re-arm required (new session, safe-off or stop)" if self._needs_rearm else "call arm() first"
+                if self.second_writer is not None:
+                    why = f"second writer on the port ({self.second_writer})"
                 raise NotArmedError(f"{self.name}: not armed in session 0x{self._session:08x}: {why}; nothing sent")
             return self._next_seq(), self._session
 

@@ -46,6 +46,7 @@ class HostThreadsMixin:
             if msg.type in (P.MsgType.ACK, P.MsgType.FAULT):
                 if msg.type is P.MsgType.FAULT:
                     self._count_fault(msg.body)
+                    self._check_fault_origin(msg.body)
                 key = msg.body.acked_seq if msg.type is P.MsgType.ACK else msg.body.rejected_seq
                 p = self._pending.get(key)
                 if p is not None:
@@ -56,6 +57,7 @@ class HostThreadsMixin:
                 return
             b: P.StateBody = msg.body
             self._c["states"] += 1
+            self._check_applied_origin(b.last_applied_seq)
             t_sent = self._send_times.pop(b.last_applied_seq, None)
             if t_sent is not None:
                 self._c["commands_confirmed"] += 1
@@ -78,6 +80,44 @@ class HostThreadsMixin:
         name = P.ErrorCode.name_of(f.error)
         self.device_fault_codes[name] = self.device_fault_codes.get(name, 0) + 1
         self.last_device_fault = f
+
+    # ---- second writer (another process on the port) -------------------------------------------
+
+    def _check_fault_origin(self, f: P.Fault) -> None:
+        """Lock held. ERR_REPLAY / ERR_SESSION for a frame of this session cannot come from this host
+        (its seqs only grow and carry the session it handshook): someone else writes to the port."""
+        if f.error not in (P.ErrorCode.ERR_REPLAY, P.ErrorCode.ERR_SESSION) or not self._handshaked:
+            return
+        if f.rejected_seq > self._hello_seq or f.rejected_seq == 0:
+            self._second_writer(f"firmware answered {P.ErrorCode.name_of(f.error)} to seq {f.rejected_seq}")
+
+    def _check_applied_origin(self, applied_seq: int) -> None:
+        """Lock held. The firmware applied a command with a seq this host never issued."""
+        prev, self._last_applied_seen = self._last_applied_seen, applied_seq
+        if prev is not None and applied_seq != prev and applied_seq > self._seq and self._handshaked:
+            self._second_writer(f"firmware applied seq {applied_seq}, this host has only sent up to {self._seq}")
+
+    def _second_writer(self, why: str) -> None:
+        """Lock held (reader thread): stop commanding, latch the report, and have the supervisor
+        re-handshake (our seqs may be behind the intruder's) and latch a protective stop."""
+        self._c["second_writer"] += 1
+        if self.second_writer is None:
+            self.second_writer = why
+            log.error("%s: second writer on %s: %s; protective stop, re-arm refused until clear_stop()",
+                      self.name, self.port, why)
+        if self._armed:
+            self._needs_rearm = True
+        self._armed = False
+        self._needs_rearm = True
+        self._intrusion_stop_pending = True
+
+    def _intrusion_stop(self) -> None:
+        """Supervisor thread: HELLO (any seq is accepted, motion ends) then PSTOP (latched)."""
+        self._handshake(deadline=time.monotonic() + 0.5)
+        self._send_request(P.MsgType.PSTOP, P.Empty())
+        with self._lock:
+            self._intrusion_stop_pending = False
+            self._c["intrusion_stops"] += 1
 
     def _new_session_seen(self, session: int) -> None:
         """Called with the lock held: a frame from another firmware session (reset or restart)."""
@@ -148,6 +188,11 @@ class HostThreadsMixin:
                     self._c["timeouts"] += 1
                     self._link_up = False
                 log.warning("%s: link to %s down (%s)", self.name, self.port, "port lost" if lost else "silent")
+            if self._intrusion_stop_pending and not lost:
+                try:
+                    self._intrusion_stop()
+                except (DeviceNotConnectedError, DeviceRejectedError, ProtocolMismatchError) as exc:
+                    log.warning("%s: protective stop after a second writer failed (retrying): %s", self.name, exc)
             if not self.auto_reconnect or now < next_attempt:
                 continue
             try:

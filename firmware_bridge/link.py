@@ -1,4 +1,5 @@
-"""The serial port: exclusive open, a named reader thread feeding the framer, a locked writer.
+"""The serial port: exclusive open (TIOCEXCL, plus pyserial's advisory flock), a named reader
+thread feeding the framer, a locked writer.
 
 Shaped like pyserial's `serial.threaded.ReaderThread`: one thread blocks in `read`, hands every
 decoded frame (with its host receive time) and every rejection to callbacks, and reports a port
@@ -7,9 +8,13 @@ that went away (cable pulled, emulator killed) once through `on_disconnect`, the
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import select
+import struct
+import termios
 import threading
 from collections.abc import Callable
 
@@ -19,6 +24,29 @@ from runtime.clock import Clock
 from runtime.errors import DeviceNotConnectedError
 
 log = logging.getLogger(__name__)
+
+
+TIOCGEXCL = 0x80045440  # Linux _IOR('T', 0x40, int): is TIOCEXCL set on this tty?
+
+
+def take_tty_exclusive(fd: int, port: str, name: str = "bridge") -> bool:
+    """Set TIOCEXCL on the open tty: every later open() of the device fails with EBUSY.
+
+    pyserial's `exclusive=True` is only an advisory flock(), which a plain open() ignores (it
+    read the session id off the line and injected a target). Root (CAP_SYS_ADMIN) still gets
+    through TIOCEXCL, so the host also detects a second writer on the protocol level.
+    Returns False (with a warning) where the port is no tty that supports it."""
+    try:
+        fcntl.ioctl(fd, termios.TIOCEXCL)
+    except OSError as exc:
+        log.warning("%s: %s: exclusive tty mode (TIOCEXCL) not available: %s", name, port, exc)
+        return False
+    return True
+
+
+def tty_is_exclusive(fd: int) -> bool:
+    """Whether TIOCEXCL is set on the tty behind `fd` (Linux TIOCGEXCL)."""
+    return struct.unpack("i", fcntl.ioctl(fd, TIOCGEXCL, struct.pack("i", 0)))[0] != 0
 
 
 class SerialLink:
@@ -52,6 +80,7 @@ class SerialLink:
         self.framer = Framer()
         self.bytes_rx = 0
         self.bytes_tx = 0
+        self.exclusive_tty = False  # TIOCEXCL set by open()
 
     def open(self) -> None:
         """Open the port exclusively and start the reader. Raises DeviceNotConnectedError naming
@@ -64,9 +93,11 @@ class SerialLink:
                 exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            busy = "lock" in str(exc).lower() or "resource temporarily unavailable" in str(exc).lower()
+            text = str(exc).lower()
+            busy = "lock" in text or "resource temporarily unavailable" in text or "busy" in text
             why = "another process has it open (exclusive open refused)" if busy else str(exc)
             raise DeviceNotConnectedError(f"cannot open serial port {self.port}: {why}") from None
+        self.exclusive_tty = take_tty_exclusive(self._serial.fileno(), self.port, self._name)
         self._stop.clear()
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._read_loop, name=f"{self._name}-reader", daemon=True)
@@ -144,6 +175,12 @@ class SerialLink:
             if t.is_alive():
                 log.warning("%s: reader thread still alive after %.1f s", self._name, timeout_s)
         if ser is not None:
+            if self.exclusive_tty:
+                # The flag lives on the tty, not the fd: a pty whose other end stays open (the
+                # emulator) would refuse the next non-root open, our own reconnect included.
+                with contextlib.suppress(OSError, ValueError):
+                    fcntl.ioctl(ser.fileno(), termios.TIOCNXCL)
+                self.exclusive_tty = False
             try:
                 ser.close()
             except OSError as exc:

@@ -41,6 +41,7 @@ class PtyProxy:
         self.bytes_corrupted = 0
         self.undecodable_originals = 0
         self._inject: queue.Queue[bytes] = queue.Queue()
+        self._inject_host: queue.Queue[bytes] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._orig = bytearray()
@@ -61,6 +62,11 @@ class PtyProxy:
     def inject_to_device(self, data: bytes) -> None:
         """Queue raw bytes to be written toward the device (between forwarded chunks)."""
         self._inject.put(bytes(data))
+        os.write(self._wake_w, b"x")
+
+    def inject_to_host(self, data: bytes) -> None:
+        """Queue raw bytes to be written toward the host (a forged device frame)."""
+        self._inject_host.put(bytes(data))
         os.write(self._wake_w, b"x")
 
     def _corrupt(self, data: bytes, p: float) -> tuple[bytes, list[bool]]:
@@ -112,6 +118,8 @@ class PtyProxy:
                     os.read(self._wake_r, 4096)
                 while not self._inject.empty():
                     self._write_all(self._dev, self._inject.get_nowait())
+                while not self._inject_host.empty():
+                    self._write_all(self._master, self._inject_host.get_nowait())
                 if self._master in r:
                     try:
                         data = os.read(self._master, 65536)

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from firmware_bridge import protocol as P
+
 
 def _run(args, fw_build, timeout=120):
     env = dict(os.environ, DEXGRASP_FW_EMULATOR=str(fw_build / "dexgrasp-fw-emulator"))
@@ -22,7 +24,7 @@ def test_probe_prints_one_json_line(fw_build):
     lines = p.stdout.strip().splitlines()
     assert len(lines) == 1
     d = json.loads(lines[0])
-    assert d["protocol_version"] == 1 and d["num_joints"] == 13 and len(d["joints"]) == 13
+    assert d["protocol_version"] == P.PROTOCOL_VERSION and d["num_joints"] == 13 and len(d["joints"]) == 13
     assert d["session_id"].startswith("0x") and d["rtt_ms"]["count"] == 5 and d["rtt_ms"]["p50"] > 0
 
 
