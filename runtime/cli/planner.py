@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     s.add_argument("--queue", type=number(int, 0, 100000), default=8, help="requests waiting beyond the workers before 'busy'")
     s.add_argument("--attempts", type=number(int, 1, 100), default=3, help="VLM attempts per request within its deadline")
     s.add_argument("--attempt-timeout-s", type=number(float, 0, 3600, lo_open=True), default=30.0, help="cap on one VLM attempt")
+    s.add_argument("--min-attempt-s", type=number(float, 0, 3600), default=0.5,
+                   help="a retry starts only with this much of the deadline left (the backoff is shortened to "
+                        "leave it); otherwise the last error is reported at once (default 0.5 s)")
     s.add_argument("--max-tokens", type=number(int, 1, 1_000_000), default=256, help="max_tokens per VLM reply")
     s.add_argument("--coords", choices=("pixels", "qwen2.5-vl", "norm1000", "norm1"), default="pixels",
                    help="frame the model writes boxes in: pixels of the sent image (default), qwen2.5-vl "
@@ -90,7 +93,10 @@ def register(subparsers) -> None:
     a.add_argument("--image2", help="second image: initial head (instruction/complete) or wrist (verify)")
     a.add_argument("--prompt", default="", help="user prompt or grasping instruction (see above)")
     a.add_argument("--timeout-s", type=number(float, 0, 3600, lo_open=True), default=30.0,
-                   help="overall deadline, 0 < s <= 3600 (default 30 s)")
+                   help="the request's deadline, 0 < s <= 3600 (default 30 s), counted from the handshake")
+    a.add_argument("--connect-timeout-s", type=number(float, 0, 3600, lo_open=True), default=30.0,
+                   help="how long to wait for the server's handshake first (a server still starting up); "
+                        "not part of --timeout-s (default 30 s)")
     a.add_argument("--max-side", type=int, default=None, help="downscale images to this longer side before sending")
     a.add_argument("--curve-secret", help="this client's secret key file (.key_secret)")
     a.add_argument("--curve-server-key", help="the server's public key file (.key) to pin")
@@ -136,6 +142,7 @@ def _serve(args) -> int:
         model = client.resolve_model()
         print(f"planner: VLM {args.vlm_url} model {model}", flush=True)
         backend = VLMBackend(client, max_attempts=args.attempts, attempt_timeout_s=args.attempt_timeout_s,
+                             min_attempt_s=args.min_attempt_s,
                              coords=frame, vlm_max_side_px=args.vlm_max_side)
     curve = None
     if args.curve_secret or args.curve_allow_dir:
@@ -190,8 +197,17 @@ def _ask(args) -> int:
             raise ConfigError("CURVE needs both --curve-secret and --curve-server-key")
         curve = CurveClientConfig(args.curve_secret, args.curve_server_key)
     liveness = max(0.4, min(5.0, args.timeout_s / 2))
+    # The deadline starts once the server has answered the handshake: a server still starting (slow
+    # imports on a loaded machine) must not eat the request's budget, or the same request answers
+    # or fails depending on how long start-up took. Reconnect tries stay at 0.1 s to notice it soon.
     with PlannerClient(args.connect, curve=curve, max_side_px=args.max_side, heartbeat_period_s=liveness / 4,
-                       liveness_s=liveness) as client:
+                       liveness_s=liveness, reconnect_max_s=0.1) as client:
+        if not client.wait_connected(args.connect_timeout_s):
+            why = f": {client.link_error}" if client.link_error else ""
+            print(f"dexgrasp planner ask: no planner server answered the handshake at {args.connect} within "
+                  f"{args.connect_timeout_s:g} s (--connect-timeout-s; link {client.state.value}{why}); "
+                  "is `dexgrasp planner serve` running there?", file=sys.stderr)
+            return 1
         call = client.submit(args.task, images, episode_id="cli", timeout_s=args.timeout_s, **text)
         reply = call.wait(args.timeout_s + 1.0)
         state = client.state.value

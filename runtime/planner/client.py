@@ -79,6 +79,7 @@ class PlannerClient:
         max_side_px: int | None = None,
         network_margin_s: float = 0.05,
         box_limits: dict | None = None,
+        reconnect_max_s: float = 2.0,
     ) -> None:
         if heartbeat_period_s <= 0 or liveness_s <= heartbeat_period_s:
             raise ValueError(f"need 0 < heartbeat_period_s ({heartbeat_period_s}) < liveness_s ({liveness_s})")
@@ -95,6 +96,9 @@ class PlannerClient:
         self.max_side_px = max_side_px
         self.network_margin_s = network_margin_s
         self.box_limits = dict(box_limits or {})
+        # ZeroMQ doubles the reconnect interval from 0.1 s up to this cap while nothing listens: a
+        # server that binds late is only noticed at the next try (up to this long after it binds).
+        self.reconnect_max_s = reconnect_max_s
         self.server_info: dict = {}
         self.last_server_error = ""
         self.link_error = ""  # why the link is down, when ZeroMQ says (CURVE refusals)
@@ -218,7 +222,7 @@ class PlannerClient:
         sock.setsockopt(zmq.IMMEDIATE, 1)   # never queue for a peer that is not connected
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(100, int(self.reconnect_max_s * 1000)))
         sock.setsockopt(zmq.SNDHWM, 64)
         sock.setsockopt(zmq.RCVHWM, 64)
         if self.curve is not None:

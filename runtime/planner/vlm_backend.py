@@ -3,7 +3,8 @@
 Bounded retries inside the request's overall deadline: each attempt gets
 min(attempt_timeout_s, time left); 429/5xx/timeouts/connection errors and replies that fail
 validation are retried (a sampled model may answer well the second time), other HTTP errors are
-not; a 429's Retry-After is honoured only if it fits before the deadline. After the last attempt the
+not. A retry only starts with at least `min_attempt_s` left: the backoff is shortened to leave it,
+and a 429's Retry-After is honoured only if it leaves it (retry.py). After the last attempt the
 last error is raised, so the caller always learns *why* (e.g. "box is reversed ...").
 """
 
@@ -23,6 +24,7 @@ from runtime.planner.replies import (
     parse_box_reply,
     parse_instruction_reply,
 )
+from runtime.planner.retry import retry_wait, with_note
 from runtime.planner.vlm_http import OpenAIChatClient
 from runtime.planner.wire import TaskRequest, WireImage
 
@@ -46,6 +48,7 @@ class VLMBackend:
         max_attempts: int = 3,
         attempt_timeout_s: float = 30.0,
         backoff_s: float = 0.2,
+        min_attempt_s: float = 0.5,
         coords: str | BoxFrame = "pixels",
         vlm_max_side_px: int | None = None,
         box_limits: dict | None = None,
@@ -57,6 +60,7 @@ class VLMBackend:
         self.max_attempts = int(max_attempts)
         self.attempt_timeout_s = float(attempt_timeout_s)
         self.backoff_s = float(backoff_s)
+        self.min_attempt_s = float(min_attempt_s)  # a retry needs this much time left (retry.py)
         self.coords = as_frame(coords)  # the frame the model writes boxes in (frames.py)
         self.vlm_max_side_px = vlm_max_side_px
         self.box_limits = dict(box_limits or {})
@@ -102,7 +106,15 @@ class VLMBackend:
     def run(self, request: TaskRequest, deadline: float) -> dict:
         messages, parse = self._prepare(request)
         last_error: Exception | None = None
+        note = ""
         for attempt in range(1, self.max_attempts + 1):
+            if last_error is not None:  # a retry: scheduled so that it can finish (retry.py)
+                wait_s, note = retry_wait(last_error, attempt - 1, self.max_attempts, deadline - self.clock.now(),
+                                          self.backoff_s, self.min_attempt_s)
+                if wait_s is None:
+                    break
+                if wait_s > 0:
+                    self.clock.sleep_until(self.clock.now() + wait_s)
             remaining = deadline - self.clock.now()
             if remaining <= 0.0:
                 break
@@ -118,12 +130,10 @@ class VLMBackend:
                 last_error = exc
                 log.warning("planner %s %s: attempt %d/%d: invalid reply: %s", request.task,
                             request.request_id, attempt, self.max_attempts, exc)
-                wait_s = 0.0
             except PlannerTimeoutError as exc:
                 last_error = exc
                 log.warning("planner %s %s: attempt %d/%d timed out: %s", request.task,
                             request.request_id, attempt, self.max_attempts, exc)
-                wait_s = 0.0
             except VLMError as exc:
                 last_error = exc
                 log.warning("planner %s %s: attempt %d/%d: %s", request.task, request.request_id,
@@ -132,14 +142,9 @@ class VLMBackend:
                     raise VLMImageLimitError(f"planner task '{request.task}': {exc}", exc.status) from exc
                 if not exc.retryable:
                     raise
-                wait_s = exc.retry_after_s if exc.retry_after_s is not None else self.backoff_s * attempt
-            if attempt < self.max_attempts and wait_s > 0:
-                if self.clock.now() + wait_s >= deadline:
-                    break  # the retry could not finish in time: report the real error now
-                self.clock.sleep_until(self.clock.now() + wait_s)
         if last_error is None or (isinstance(last_error, PlannerTimeoutError) and self.clock.now() >= deadline):
             raise PlannerTimeoutError(
                 f"no valid answer before the deadline ({request.timeout_s:.2f} s budget)"
                 + (f"; last error: {last_error}" if last_error else "")
             )
-        raise last_error
+        raise with_note(last_error, note)

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
@@ -94,10 +95,46 @@ def test_serve_vlm_against_fake_openai_server(capsys, head_png, fake_vlm):
 
 
 def test_ask_unreachable_server_fails_clearly(capsys, head_png):
-    rc = main(["planner", "ask", "--connect", free_endpoint(), "--task", "complete", "--image", head_png,
-               "--prompt", "clear the table", "--timeout-s", "1"])
+    endpoint = free_endpoint()
+    rc = main(["planner", "ask", "--connect", endpoint, "--task", "complete", "--image", head_png,
+               "--prompt", "clear the table", "--timeout-s", "1", "--connect-timeout-s", "1"])
     err = capsys.readouterr().err
-    assert rc == 1 and "timeout" in err and "unreachable" in err
+    assert rc == 1 and f"no planner server answered the handshake at {endpoint} within 1 s" in err
+    assert "--connect-timeout-s" in err and "unreachable" in err
+
+
+def test_ask_waits_for_a_slow_starting_server_then_a_flaky_vlm_answers(capsys, head_png, fake_vlm):
+    # The incident: `planner ask --timeout-s ...` started while `planner serve` was still starting
+    # on a loaded machine, against a stand-in failing every other call. Here the server binds 3 s
+    # after the ask starts, longer than the request's whole 2.5 s budget: the budget starts at the
+    # handshake, so the outcome no longer depends on start-up time. The first VLM call fails (500),
+    # the retry answers.
+    from runtime.planner.server import PlannerServer
+    from runtime.planner.vlm_backend import VLMBackend
+    from runtime.planner.vlm_http import OpenAIChatClient
+
+    fake_vlm.default = ("alternate", 500, '{"bbox_2d": [10, 20, 60, 90], "label": "cube"}')
+    endpoint = free_endpoint()
+    started = {}
+
+    def slow_start():
+        time.sleep(3.0)
+        started["server"] = PlannerServer(VLMBackend(OpenAIChatClient(fake_vlm.url, model="fake-vl")),
+                                          endpoint).start()
+
+    starter = threading.Thread(target=slow_start, name="slow-start")
+    starter.start()
+    try:
+        rc = main(["planner", "ask", "--connect", endpoint, "--task", "bbox", "--image", head_png,
+                   "--prompt", "the cube", "--timeout-s", "2.5", "--connect-timeout-s", "60"])
+    finally:
+        starter.join()
+        if "server" in started:
+            started["server"].stop()
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert json.loads(out.out.strip().splitlines()[-1])["bbox"] == [10, 20, 60, 90]
+    assert fake_vlm.posts == 2  # HTTP 500, then the answer
 
 
 @pytest.mark.parametrize("args, message", [
