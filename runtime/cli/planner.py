@@ -13,9 +13,11 @@ import sys
 DESCRIPTION = """\
 The planner link: a ZeroMQ server beside the VLM, and a one-shot client to test it.
 
-  # on the GPU server, in front of vLLM serving Qwen2.5-VL (OpenAI-compatible API):
+  # on the GPU server, in front of vLLM serving Qwen2.5-VL (OpenAI-compatible API), which must
+  # allow two images per prompt: vllm serve MODEL --limit-mm-per-prompt '{"image": 2}'
+  # (vLLM before 0.9: --limit-mm-per-prompt image=2)
   dexgrasp planner serve --bind tcp://0.0.0.0:5557 --vlm-url http://localhost:8000/v1 \\
-      --model Qwen/Qwen2.5-VL-72B-Instruct --api-key-env VLM_API_KEY
+      --model Qwen/Qwen2.5-VL-72B-Instruct --api-key-env VLM_API_KEY --coords qwen2.5-vl
   # without a VLM (OpenCV colour/shape grounding for the synthetic scene):
   dexgrasp planner serve --bind tcp://127.0.0.1:5557 --backend local
   # from the robot or a laptop:

@@ -181,3 +181,18 @@ def test_serve_rejects_inverted_pixel_bounds(capsys):
     rc = main(["planner", "serve", "--bind", "tcp://127.0.0.1:*", "--vlm-url", "http://127.0.0.1:9/v1",
                "--model", "m", "--coords", "qwen2.5-vl", "--vlm-min-pixels", "5000", "--vlm-max-pixels", "4000"])
     assert rc == 2 and "--vlm-min-pixels (5000) exceeds --vlm-max-pixels (4000)" in capsys.readouterr().err
+
+
+def test_ask_verify_against_vllm_with_its_default_image_limit(capsys, head_png, fake_vlm):
+    fake_vlm.default = ("status", 400, None, b'{"object": "error", "message": "At most 1 image(s) may be '
+                        b'provided in one request.", "type": "BadRequestError", "param": null, "code": 400}')
+    proc, endpoint = start_serve("--vlm-url", fake_vlm.url, "--model", "fake-vl")
+    try:
+        rc = main(["planner", "ask", "--connect", endpoint, "--task", "verify", "--image", head_png,
+                   "--image2", head_png, "--prompt", "the cube", "--timeout-s", "10"])
+    finally:
+        stop_serve(proc)
+    err = capsys.readouterr().err
+    assert rc == 1 and "verify failed (vlm_error)" in err
+    assert "--limit-mm-per-prompt '{\"image\": 2}'" in err and "at most 1 image(s)" in err
+    assert fake_vlm.posts == 1
