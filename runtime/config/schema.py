@@ -223,6 +223,25 @@ class TrackerConfig(Section):
             raise ValueError(f"box must have x2 > x1 and y2 > y1, got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _options(self) -> TrackerConfig:
+        """Option keys the chosen tracker does not take are errors (did-you-mean), never dropped."""
+        if not self.options:
+            return self
+        from runtime.config.keys import check_dataclass_keys, check_keywords
+
+        if self.kind == "classical":
+            from runtime.tracking.classical import ClassicalTrackerConfig
+
+            check_dataclass_keys(self.options, ClassicalTrackerConfig, "tracker.options")
+        elif self.kind == "cutie":
+            from runtime.tracking.cutie import CutieTracker
+
+            check_keywords(CutieTracker.__init__, self.options, "tracker.options")
+        else:
+            raise ValueError(f"tracker.options: tracker.kind 'none' takes no options, got {sorted(self.options)}")
+        return self
+
 
 class PolicyConfig(Section):
     # "auto": the fastest backend/precision verified on this machine (AMX CPU -> openvino bf16, else
@@ -288,7 +307,16 @@ class PlannerConfig(Section):
     prompt: str = "grasp the red block"
     # Start an episode with `prompt` as soon as the runtime is up (sim/demo).
     autostart: bool = True
+    # episode / grasp / local / client / curve: see runtime/episode/app_glue.py; keys checked at load.
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options(self) -> PlannerConfig:
+        if self.options:
+            from runtime.config.planner_options import check_planner_options
+
+            check_planner_options(self.options)
+        return self
 
 
 class RuntimeConfig(Section):

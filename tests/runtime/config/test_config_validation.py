@@ -178,3 +178,26 @@ def test_shipped_robot_example_is_consistent():
     assert cfg.bridge.kind == "serial" and "home_positions" in cfg.robot.model_fields_set
     assert not cfg.safety.auto_rearm
     assert not (cfg.policy.backend == "tensorrt" and cfg.policy.providers)  # providers are ORT-only
+
+
+def test_tracker_options_are_checked_at_load_against_the_chosen_tracker():
+    with pytest.raises(ConfigError, match=r"^x.yaml: tracker.options.prob_treshold: unknown key; "
+                                          r"did you mean 'prob_threshold'\?$"):
+        config_from_dict({"tracker": {"kind": "classical", "options": {"prob_treshold": 0.5}}}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"tracker.options.model: unknown key; did you mean 'model_dir'\?"):
+        config_from_dict({"tracker": {"kind": "cutie", "options": {"model": "/m"}}}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"tracker.options: tracker.kind 'none' takes no options"):
+        config_from_dict({"tracker": {"kind": "none", "options": {"min_area_px": 3}}}, "x.yaml")
+    assert config_from_dict({"tracker": {"options": {"prob_threshold": 0.6}}}).tracker.options == {"prob_threshold": 0.6}
+
+
+def test_planner_options_are_checked_at_load():
+    with pytest.raises(ConfigError, match=r"^x.yaml: planner.options.episod: unknown key; did you mean 'episode'\?$"):
+        config_from_dict({"planner": {"options": {"episod": {}}}}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"planner.options.client.heartbeat_s: unknown key; "
+                                          r"did you mean 'heartbeat_period_s'\?"):
+        config_from_dict({"planner": {"options": {"client": {"heartbeat_s": 1}}}}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"planner.options.grasp.lift_height: unknown key; did you mean 'lift_height_m'"):
+        config_from_dict({"planner": {"options": {"grasp": {"lift_height": 0.1}}}}, "x.yaml")
+    ok = {"episode": {"planner_timeout_s": 30}, "grasp": {"lift_height_m": 0.1}, "client": {"heartbeat_period_s": 1.0}}
+    assert config_from_dict({"planner": {"options": ok}}).planner.options == ok
