@@ -199,6 +199,7 @@ class App:
 
         cfg, clock = self.cfg, self.clock
         self._t_start = clock.now()
+        self._check_command_trust()  # before any hardware is opened
         separate = cfg.control.process == "separate"
         if separate:
             from runtime.errors import ConfigError
@@ -254,11 +255,22 @@ class App:
         self._build_observers()
         self._build_episode()
 
+    def _check_command_trust(self) -> None:
+        """Who may command this robot over DDS: refuse unauthenticated commands on real hardware
+        unless the config says insecure_commands (then warn loudly: log and run summary)."""
+        if self.cfg.telemetry is None:
+            return
+        from runtime.telemetry import command_trust_warnings, telemetry_config
+
+        dds = telemetry_config(self.cfg.telemetry).dds
+        self.warnings.extend(command_trust_warnings(dds, real_hardware=self.cfg.bridge.kind == "serial"))
+
     def _build_observers(self) -> None:
         if self.cfg.telemetry is not None:
             from runtime.telemetry import make_telemetry
 
-            node = make_telemetry(self.cfg.telemetry, submit=self.submit_command, name=self.cfg.name)
+            node = make_telemetry(self.cfg.telemetry, submit=self.submit_command, name=self.cfg.name,
+                                  real_hardware=self.cfg.bridge.kind == "serial")
             if node is not None:
                 self.add_observer(node)
                 self._closers.append(("telemetry", node.stop))

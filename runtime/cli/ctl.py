@@ -11,22 +11,27 @@ Talk to a running `dexgrasp run` over DDS (needs telemetry.dds.enabled in its co
 examples:
   dexgrasp ctl start "grasp the red cube"     start an episode with this user prompt
   dexgrasp ctl stop                          protective stop (always accepted, never rate-limited)
-  dexgrasp ctl clear                         clear a stop / finished episode
+  dexgrasp ctl clear                         lift a protective stop (does not re-arm)
+  dexgrasp ctl arm                           re-enable motion (after clear, a firmware safe-off or link loss)
   dexgrasp ctl bbox 120 80 260 210           give the target box by hand (head-image pixels)
   dexgrasp ctl status --domain-id 7          print the latest status JSON
 
 Network: --interface lo --no-multicast --peer 127.0.0.1 keeps the traffic on this host; with none
 of them, Cyclone DDS reads CYCLONEDDS_URI (like ROS 2). Exit code 0 = accepted, 1 = rejected or
 dropped (the reason is printed), 2 = no runtime answered within --timeout-s.
+
+Every command carries a random sender id, a sequence number and the runtime's session (read
+from its status), so a recorded command cannot be replayed. That is not authentication: on a
+shared network use DDS-Security (telemetry.dds.security; docs/dds_recording.md).
 """
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "ctl", help="command a running runtime over DDS (start/stop/clear/bbox/status)",
+        "ctl", help="command a running runtime over DDS (start/stop/clear/arm/bbox/status)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("action", choices=["start", "stop", "clear", "bbox", "status"], help="what to do")
+    p.add_argument("action", choices=["start", "stop", "clear", "arm", "bbox", "status"], help="what to do")
     p.add_argument("args", nargs="*", help="start: the prompt; bbox: x1 y1 x2 y2")
     p.add_argument("--domain-id", type=int, default=0, help="DDS domain id (default 0, like ROS_DOMAIN_ID)")
     p.add_argument("--timeout-s", type=float, default=5.0, help="how long to wait for the runtime (default 5)")
@@ -76,7 +81,7 @@ def run(args) -> int:
                 f"(waited {args.timeout_s:.1f} s); is `dexgrasp run` up with telemetry.dds.enabled?"
             )
         name = "manual_bbox" if args.action == "bbox" else args.action
-        cmd_id = client.send(name, **fields)
+        cmd_id = client.send(name, session_timeout_s=args.timeout_s, **fields)
         result = client.wait_result(cmd_id, args.timeout_s)
         reason = f": {result['reason']}" if result.get("reason") else ""
         print(f"{name} {result['result']}{reason}")

@@ -8,22 +8,40 @@ cyclonedds; starting a node or client does (MissingExtraError names the `dds` ex
 
 from runtime.telemetry.commands import COMMANDS, Command, CommandGate, CommandRejected, parse_command
 from runtime.telemetry.config import DdsConfig, SecurityConfig, TelemetryConfig
+from runtime.telemetry.security import command_trust_warnings
 
 __all__ = [
     "COMMANDS", "Command", "CommandGate", "CommandRejected", "parse_command",
-    "DdsConfig", "SecurityConfig", "TelemetryConfig", "make_telemetry",
+    "DdsConfig", "SecurityConfig", "TelemetryConfig", "make_telemetry", "telemetry_config",
+    "command_trust_warnings",
 ]
 
 
-def make_telemetry(section: dict | TelemetryConfig | None, submit=None, name: str = "dexgrasp"):
+def telemetry_config(section) -> TelemetryConfig:
+    """The `telemetry:` section as a TelemetryConfig (from a dict, a validated model or itself)."""
+    if isinstance(section, TelemetryConfig):
+        return section
+    if hasattr(section, "model_dump"):  # a pydantic model from the config schema
+        section = section.model_dump(exclude_unset=True)
+    return TelemetryConfig.from_dict(section)
+
+
+def make_telemetry(section: dict | TelemetryConfig | None, submit=None, name: str = "dexgrasp",
+                   real_hardware: bool = False):
     """A started TelemetryNode from the `telemetry:` config section, or None if DDS is disabled.
 
     `submit` is the runtime's thread-safe submit_command(dict); it can also be set later with
-    node.set_submit(). Blocks < ~100 ms (participant creation).
+    node.set_submit(). `real_hardware`: the bridge drives a real robot (bridge.kind "serial"):
+    commands then need DDS-Security or insecure_commands (security.command_trust_warnings raises
+    ConfigError otherwise). Blocks < ~100 ms (participant creation).
     """
-    cfg = section if isinstance(section, TelemetryConfig) else TelemetryConfig.from_dict(section)
+    cfg = telemetry_config(section)
     if not cfg.dds.enabled:
         return None
+    import logging
+
+    for text in command_trust_warnings(cfg.dds, real_hardware):
+        logging.getLogger(__name__).warning("%s", text)
     from runtime.telemetry.node import TelemetryNode
 
     return TelemetryNode(cfg.dds, submit=submit, name=name).start()

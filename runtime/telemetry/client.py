@@ -6,7 +6,9 @@ missing runtime shows as a clear message instead of a hang.
 
 from __future__ import annotations
 
+import itertools
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -20,7 +22,11 @@ POLL_S = 0.02
 
 class DdsClient:
     """A participant with a command writer and a status reader (transient-local: the latest
-    status arrives even if the runtime published it before we joined)."""
+    status arrives even if the runtime published it before we joined).
+
+    Replay protection (runtime/telemetry/replay.py): every command carries this client's random
+    `sender` id, a `seq` that grows with each command, and the runtime's `session` nonce, read from
+    its status; the runtime refuses duplicates, older sequence numbers and other runs' commands."""
 
     def __init__(self, cfg: DdsConfig) -> None:
         require("cyclonedds", "dds", "dexgrasp ctl")
@@ -41,6 +47,8 @@ class DdsClient:
         self._latest: dict | None = None
         self._history: list[dict] = []
         self._lock = threading.Lock()
+        self.sender = secrets.token_hex(8)
+        self._seq = itertools.count(1)
 
     def joint_reader(self, commands: bool = False):
         """A best-effort reader of rt/dexgrasp/joint_states (or joint_commands)."""
@@ -59,10 +67,26 @@ class DdsClient:
         """Publish `text` as-is on rt/dexgrasp/command (no validation: tests use it for bad input)."""
         self._w_cmd.write(self._String(data=text))
 
-    def send(self, cmd: str, **fields) -> str:
-        """Publish {"cmd": cmd, **fields, "id": <new id>}; returns the id to match the result."""
+    def runtime_session(self, timeout_s: float) -> str | None:
+        """The runtime's session nonce from its latest status (waits <= timeout_s), or None."""
+        doc = self.latest_status(timeout_s)
+        return doc.get("session") if isinstance(doc, dict) else None
+
+    def send(self, cmd: str, session_timeout_s: float = 5.0, **fields) -> str:
+        """Publish {"cmd": cmd, **fields, "id", "sender", "seq", "session"}; returns the id to match
+        the result. Waits up to session_timeout_s for the runtime's status (its session); a `stop`
+        goes out without one rather than wait (a protective stop needs no replay protection)."""
         cmd_id = fields.pop("id", None) or uuid.uuid4().hex[:12]
-        self.send_raw(json.dumps({"cmd": cmd, **fields, "id": cmd_id}))
+        doc = {"cmd": cmd, **fields, "id": cmd_id, "sender": self.sender, "seq": next(self._seq)}
+        session = self.runtime_session(0.0 if cmd == "stop" else session_timeout_s)
+        if session is None and cmd != "stop":
+            raise DeviceNotConnectedError(
+                f"no status from a runtime on {qos.TOPIC_STATUS} within {session_timeout_s:.1f} s "
+                f"(domain {self.cfg.domain_id}): its session is needed to send '{cmd}'"
+            )
+        if session is not None:
+            doc["session"] = session
+        self.send_raw(json.dumps(doc))
         return cmd_id
 
     def poll_status(self) -> list[dict]:

@@ -2,12 +2,16 @@
 
 Wire format (std_msgs/String, `data` is a JSON object):
 
-    {"cmd": "start", "prompt": "grasp the red cube", "id": "c1"}
-    {"cmd": "stop"}                         protective stop
-    {"cmd": "clear"}                        clear a latched stop / finished episode
-    {"cmd": "manual_bbox", "bbox": [x1, y1, x2, y2]}   box in head-image pixels
+    {"cmd": "start", "prompt": "grasp the red cube", "id": "c1", "sender": "9f2c...", "seq": 1,
+     "session": "<from rt/dexgrasp/status>"}
+    {"cmd": "stop"}                         protective stop (needs nothing else, never refused)
+    {"cmd": "clear", ...}                   lift a latched protective stop (does NOT re-arm)
+    {"cmd": "arm", ...}                     the operator re-enables motion (after clear, safe-off, link loss)
+    {"cmd": "manual_bbox", "bbox": [x1, y1, x2, y2], ...}   box in head-image pixels
 
 `id` (optional, <= 64 chars) is echoed in the status topic so a sender can match the result.
+`sender` (random id), `seq` (grows per sender) and `session` (the runtime's nonce) are required
+for every command but `stop`: see replay.py.
 Nothing here touches DDS or the robot: `CommandGate` is the bounded, clock-driven buffer between
 the DDS reader thread and the thread that hands commands to the runtime, so it is tested with a
 FakeClock and exact counts.
@@ -23,17 +27,19 @@ from dataclasses import dataclass, field
 
 from runtime.clock import Clock
 
-COMMANDS = ("start", "stop", "clear", "manual_bbox")
+COMMANDS = ("start", "stop", "clear", "arm", "manual_bbox")
 MAX_COMMAND_BYTES = 4096
 MAX_PROMPT_CHARS = 1000
 MAX_ID_CHARS = 64
+MAX_SEQ = 2**63 - 1
 _ALLOWED_FIELDS = {
     "start": {"prompt"},
     "stop": set(),
     "clear": set(),
+    "arm": set(),
     "manual_bbox": {"bbox"},
 }
-_COMMON_FIELDS = {"cmd", "id"}
+_COMMON_FIELDS = {"cmd", "id", "sender", "seq", "session"}
 
 
 class CommandRejected(ValueError):
@@ -55,6 +61,9 @@ class Command:
     cmd_id: str | None
     t_received: float
     source: str = "dds"
+    sender: str | None = None
+    seq: int | None = None
+    session: str | None = None
 
     def as_submit_dict(self) -> dict:
         """What the runtime's submit_command receives: {"cmd", ...args, "id", "source"}."""
@@ -90,7 +99,20 @@ def parse_command(text: str | bytes, t_received: float, source: str = "dds") -> 
         args["prompt"] = _check_prompt(doc.get("prompt"), cmd_id)
     elif name == "manual_bbox":
         args["bbox"] = _check_bbox(doc.get("bbox"), cmd_id)
-    return Command(name, args, cmd_id, t_received, source)
+    sender = _check_token(doc.get("sender"), "sender", cmd_id, name)
+    session = _check_token(doc.get("session"), "session", cmd_id, name)
+    seq = doc.get("seq")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ):
+        raise CommandRejected(f"'seq' must be an integer in [0, 2^63), got {seq!r}", cmd_id, name)
+    return Command(name, args, cmd_id, t_received, source, sender, seq, session)
+
+
+def _check_token(value, field_name: str, cmd_id, name) -> str | None:
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS
+                              or not value.isprintable()):
+        raise CommandRejected(f"'{field_name}' must be a printable string of 1..{MAX_ID_CHARS} characters, "
+                              f"got {value!r}", cmd_id, name)
+    return value
 
 
 def _check_prompt(prompt, cmd_id) -> str:
@@ -124,6 +146,7 @@ class GateCounters:
     received: int = 0
     accepted: int = 0
     rejected_invalid: int = 0
+    rejected_replay: int = 0  # duplicate / old seq, another session, or no sender/seq/session
     dropped_flood: int = 0
     dropped_stale: int = 0
     dropped_queue_full: int = 0
@@ -157,7 +180,10 @@ class CommandGate:
         self._stale: deque[Command] = deque(maxlen=self.capacity)
 
     def offer(self, cmd: Command, age_s: float = 0.0) -> str | None:
-        """Queue `cmd` (age_s: how old it already was on arrival). Returns None or the drop reason."""
+        """Queue `cmd`. Its age is measured on this side, by the monotonic clock: from
+        `cmd.t_received` (stamped when the sample was taken off the wire) plus `age_s`, a delay a
+        link already knows on its own clock (0 for DDS: a sender's timestamp is never trusted).
+        Returns None or the drop reason."""
         with self._lock:
             self.counters.received += 1
             if cmd.name == "stop":
@@ -166,10 +192,11 @@ class CommandGate:
                     self._queue.pop()
                     self.counters.dropped_queue_full += 1
                 return None
+            now = self.clock.now()
+            age_s = age_s + max(0.0, now - cmd.t_received)
             if age_s > self.max_age_s:
                 self.counters.dropped_stale += 1
-                return f"stale: sent {age_s:.3f} s ago (limit {self.max_age_s} s)"
-            now = self.clock.now()
+                return f"stale: received {age_s:.3f} s ago (limit {self.max_age_s} s)"
             self._tokens = min(float(self.burst), self._tokens + (now - self._t_tokens) * self.rate_hz)
             self._t_tokens = now
             if self._tokens < 1.0:
@@ -205,10 +232,13 @@ class CommandGate:
         with self._lock:
             return len(self._queue)
 
-    def reject(self) -> None:
+    def reject(self, replay: bool = False) -> None:
         with self._lock:
             self.counters.received += 1
-            self.counters.rejected_invalid += 1
+            if replay:
+                self.counters.rejected_replay += 1
+            else:
+                self.counters.rejected_invalid += 1
 
     def accepted(self) -> None:
         with self._lock:

@@ -38,6 +38,12 @@ class DdsConfig:
     interface / allow_multicast / peers build a Cyclone DDS XML config for this domain (use
     interface "lo" with allow_multicast False and peers ["127.0.0.1"] to stay on the host).
     When none of them is set, Cyclone reads CYCLONEDDS_URI (or its defaults), like ROS 2 does.
+    config_uri (a Cyclone XML file or URI) is merged with them and with `security`: our fields come
+    after it, so they win where both set the same element; nothing is dropped.
+
+    commands: read operator commands on rt/dexgrasp/command (false: telemetry only). On real
+    hardware (bridge.kind "serial") commands need DDS-Security (`security`, or a <Security>
+    section in config_uri) or an explicit `insecure_commands: true`, reported loudly.
     """
 
     enabled: bool = False
@@ -45,7 +51,7 @@ class DdsConfig:
     interface: str | None = None
     allow_multicast: bool | None = None
     peers: tuple[str, ...] = ()
-    config_uri: str | None = None  # a Cyclone XML file/URI; overrides the fields above
+    config_uri: str | None = None  # a Cyclone XML file/URI, merged with the fields above and security
     joint_names: tuple[str, ...] = DEFAULT_JOINT_NAMES
     frame_id: str = "dexgrasp"
     status_rate_hz: float = 2.0
@@ -55,6 +61,8 @@ class DdsConfig:
     command_rate_hz: float = 10.0  # token bucket for non-stop commands; floods beyond are dropped
     command_burst: int = 20
     security: SecurityConfig | None = None
+    commands: bool = True  # read operator commands (false: telemetry only)
+    insecure_commands: bool = False  # accept unauthenticated commands on real hardware (loud warning)
 
     @classmethod
     def from_dict(cls, raw: dict | None, where: str = "telemetry.dds") -> DdsConfig:
@@ -85,8 +93,11 @@ class DdsConfig:
         return cfg
 
     def validate(self, where: str = "telemetry.dds") -> None:
-        if not isinstance(self.enabled, bool):
-            raise ConfigError(f"{where}.enabled: expected true/false, got {self.enabled!r}")
+        for name in ("enabled", "commands", "insecure_commands"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{where}.{name}: expected true/false, got {getattr(self, name)!r}")
+        if self.config_uri is not None and not (isinstance(self.config_uri, str) and self.config_uri.strip()):
+            raise ConfigError(f"{where}.config_uri: expected a file path, file:// URI or XML, got {self.config_uri!r}")
         if not isinstance(self.domain_id, int) or not 0 <= self.domain_id <= 232:
             raise ConfigError(f"{where}.domain_id: expected an integer in [0, 232], got {self.domain_id!r}")
         if not (isinstance(self.status_rate_hz, (int, float)) and 1.0 <= self.status_rate_hz <= 10.0):

@@ -7,8 +7,10 @@ and set an Event, so they never block on the network; three named threads do the
 - dds-publish: drains the joint deques onto rt/dexgrasp/joint_states and joint_commands
   (best-effort) and publishes rt/dexgrasp/status (reliable, transient-local) at status_rate_hz
   and right after a command result (at most every MIN_STATUS_GAP_S, so floods stay bounded);
-- dds-command-read: takes rt/dexgrasp/command samples, validates them (commands.parse_command)
-  and offers them to the CommandGate (rate limit, bound, age);
+- dds-command-read: takes rt/dexgrasp/command samples, stamps them with the monotonic receive
+  time, validates them (commands.parse_command), refuses replays (replay.ReplayGuard against this
+  run's session nonce, published in the status) and offers them to the CommandGate (rate limit,
+  bound, age measured from arrival; the sender's clock is never used);
 - dds-command-dispatch: pops the gate and calls the runtime's submit callback, so a slow runtime
   never stalls the DDS reader.
 """
@@ -31,6 +33,7 @@ from runtime.telemetry import qos
 from runtime.telemetry.commands import Command, CommandGate, CommandRejected, parse_command
 from runtime.telemetry.config import DdsConfig
 from runtime.telemetry.joint import joint_sample
+from runtime.telemetry.replay import ReplayGuard, new_session
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ class TelemetryNode:
         self._seq = 0
         self.gate = CommandGate(cfg.command_queue, cfg.command_max_age_s, cfg.command_rate_hz,
                                 cfg.command_burst, self.clock)
+        self.session = new_session()  # fresh per run: commands of another run are refused
+        self.replay = ReplayGuard(self.session)
         self._gate_ready = threading.Event()
         self.counters = {
             "joint_states_published": 0, "joint_commands_published": 0, "joint_samples_dropped": 0,
@@ -114,13 +119,15 @@ class TelemetryNode:
         self._w_states = DataWriter(dp, t_js, qos=qos.telemetry_qos())
         self._w_commands = DataWriter(dp, t_jc, qos=qos.telemetry_qos())
         self._w_status = DataWriter(dp, t_st, qos=qos.status_qos())
-        self._r_command = DataReader(dp, t_cmd, qos=qos.command_qos())
-        self._waitset = WaitSet(dp)
-        self._read_cond = ReadCondition(self._r_command, SampleState.Any | ViewState.Any | InstanceState.Any)
-        self._waitset.attach(self._read_cond)
         self._types = (JointState_, String_)
-        for target, tname in ((self._publish_loop, "dds-publish"), (self._read_loop, "dds-command-read"),
-                              (self._dispatch_loop, "dds-command-dispatch")):
+        loops = [(self._publish_loop, "dds-publish")]
+        if self.cfg.commands:  # telemetry-only nodes have no command reader at all
+            self._r_command = DataReader(dp, t_cmd, qos=qos.command_qos())
+            self._waitset = WaitSet(dp)
+            self._read_cond = ReadCondition(self._r_command, SampleState.Any | ViewState.Any | InstanceState.Any)
+            self._waitset.attach(self._read_cond)
+            loops += [(self._read_loop, "dds-command-read"), (self._dispatch_loop, "dds-command-dispatch")]
+        for target, tname in loops:
             th = threading.Thread(target=self._guard(target, tname), name=tname, daemon=True)
             th.start()
             self._threads.append(th)
@@ -261,6 +268,9 @@ class TelemetryNode:
                 "commands": self.gate.counters.as_dict(),
                 "telemetry": dict(self.counters),
                 "submit_attached": self._submit is not None,
+                # commands must carry this run's session (replay protection, see replay.py)
+                "session": self.session,
+                "commands_enabled": self.cfg.commands,
             }
             self._status_dirty = False
         return doc
@@ -295,22 +305,30 @@ class TelemetryNode:
                 self.counters["undecodable_commands"] += 1
                 log.warning("telemetry: could not decode a command sample: %s", exc)
                 continue
-            now_ns = time.time_ns()
+            # Age is measured from here, on our monotonic clock. The sample's source timestamp is the
+            # sender's wall clock: another host's, possibly wrong or forged, so it is not used.
+            t_received = self.clock.now()
             for sample in samples:
-                info = sample.sample_info
-                if not info.valid_data:
+                if not sample.sample_info.valid_data:
                     continue
-                self._handle_command_text(sample.data, max(0.0, (now_ns - info.source_timestamp) * 1e-9))
+                self._handle_command_text(sample.data, t_received)
 
-    def _handle_command_text(self, text: str, age_s: float) -> None:
-        """Validate one command and offer it to the gate (also the entry point for tests/other links)."""
+    def _handle_command_text(self, text: str, t_received: float | None = None) -> None:
+        """Validate one command, refuse replays and offer it to the gate (also the entry point for
+        tests and other links). `t_received`: monotonic arrival time (default: now)."""
+        t_received = self.clock.now() if t_received is None else t_received
         try:
-            cmd = parse_command(text, self.clock.now())
+            cmd = parse_command(text, t_received)
         except CommandRejected as exc:
             self.gate.reject()
             self._result(exc.cmd_id, exc.name, "rejected", exc.reason)
             return
-        drop = self.gate.offer(cmd, age_s)
+        replay = self.replay.check(cmd.name, cmd.sender, cmd.seq, cmd.session)
+        if replay is not None:
+            self.gate.reject(replay=True)
+            self._result(cmd.cmd_id, cmd.name, "rejected", replay)
+            return
+        drop = self.gate.offer(cmd)
         if drop is not None:
             self._result(cmd.cmd_id, cmd.name, "dropped", drop)
         else:

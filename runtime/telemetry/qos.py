@@ -59,9 +59,19 @@ def command_qos():
 
 
 def domain_xml(cfg: DdsConfig) -> str | None:
-    """The Cyclone XML for cfg's network settings, or None to use CYCLONEDDS_URI / defaults."""
+    """The Cyclone config for cfg, or None to use CYCLONEDDS_URI / defaults.
+
+    With config_uri set, the result is Cyclone's comma-separated list "config_uri,<our XML>":
+    Cyclone merges the pieces in order, so the security section and the network fields are
+    applied on top of the file instead of being dropped (they used to be, silently).
+    """
+    ours = _fields_xml(cfg)
     if cfg.config_uri:
-        return cfg.config_uri
+        return cfg.config_uri if ours is None else f"{cfg.config_uri},{ours}"
+    return ours
+
+
+def _fields_xml(cfg: DdsConfig) -> str | None:
     general, discovery, security = [], [], ""
     if cfg.interface:
         general.append(f'<Interfaces><NetworkInterface name="{escape(cfg.interface)}"/></Interfaces>')
@@ -109,6 +119,9 @@ def participant(cfg: DdsConfig):
     require("cyclonedds", "dds", "DDS telemetry")
     from cyclonedds.domain import Domain, DomainParticipant
 
+    from runtime.telemetry.security import require_security_support
+
+    require_security_support(cfg)  # fail closed: configured security is never silently absent
     xml = domain_xml(cfg)
     with _DOMAINS_LOCK:
         known = _DOMAINS.get(cfg.domain_id)

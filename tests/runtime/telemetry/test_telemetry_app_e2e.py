@@ -63,6 +63,9 @@ def test_operator_episode_over_dds_is_recorded_in_training_layout(tmp_path):
     try:
         assert client.wait_for_runtime(WAIT_S), "the app's telemetry node never appeared on DDS"
         states = client.joint_reader()
+        # tracker.manual_box_xyxy autostarts an episode with the config's prompt once the first
+        # head frame is in; let that happen first so the operator's start supersedes it (no race)
+        assert wait_for(lambda: app.loop.policy_enabled.is_set()), "the autostart never enabled the policy"
         started = client.wait_result(client.send("start", prompt="grasp the red cube"), WAIT_S)
         assert started["result"] == "accepted", started
         assert wait_for(lambda: states.take(N=50)), "no joint states from the running app"
@@ -74,14 +77,16 @@ def test_operator_episode_over_dds_is_recorded_in_training_layout(tmp_path):
         assert status["schema"] == "dexgrasp.status/1" and status["submit_attached"]
         bad = client.wait_result(client.send("manual_bbox", bbox=[9, 9, 1, 1]), WAIT_S)
         assert bad["result"] == "rejected" and "is not a box" in bad["reason"]
-        assert wait_for(lambda: recorder.counters["episodes_finished"] == 1), recorder.status()
+        assert wait_for(lambda: recorder.counters["episodes_finished"] >= 1), recorder.status()
     finally:
         client.close()
         app.run(duration_s=0.0)  # stops everything (observers closed last)
-    episodes = list_episodes(tmp_path)
-    assert len(episodes) == 1
-    ep = load_episode(episodes[0])  # manifest + checksums verified
-    assert ep.info["prompt"] == "grasp the red cube"
+    # the autostart's episode (superseded at once) may or may not have kept a frame; the operator's
+    # episode is there exactly once
+    ours = [ep for ep in map(load_episode, list_episodes(tmp_path))  # manifest + checksums verified
+            if ep.info["prompt"] == "grasp the red cube"]
+    assert len(ours) == 1
+    ep = ours[0]
     n = ep.frames
     assert n >= 6
     h, w = ep.data["rgbm"].shape[1:3]
