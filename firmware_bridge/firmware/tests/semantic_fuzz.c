@@ -21,7 +21,8 @@
  *   applied    a target is applied only from ARMED/HOLD, from an authentic frame (this session,
  *              handshaken, seq newer), finite, not older than the last accepted command
  *
- * usage: semantic_fuzz SEED FRAMES
+ * usage: semantic_fuzz SEED FRAMES          (the fuzzer)
+ *        semantic_fuzz --corrupt SEED SECONDS (the 1% corruption stream in stepped time, below)
  * Prints one line "frames=.. ticks=.. applied=.. ..." and exits 0, or prints the first violation
  * ("VIOLATION rule=<name> ...") and exits 1. Used by tests/firmware_bridge/test_fw_semantic_fuzz.py,
  * which also builds it against mutated copies of dgb_device.c to show each rule catches its bug.
@@ -59,13 +60,15 @@ static void on_write(void *ctx, const uint8_t *bytes, size_t len)
     (void)len;
 }
 
+static float g_applied_pos[DGB_NUM_JOINTS];
+
 static void on_applied(void *ctx, uint32_t seq, uint64_t now_us, const float positions[DGB_NUM_JOINTS])
 {
     (void)ctx;
     (void)now_us;
-    (void)positions;
     g_applied++;
     g_applied_seq = seq;
+    memcpy(g_applied_pos, positions, sizeof g_applied_pos);
 }
 
 /* --- the model of the host-facing rules (PROTOCOL.md 4-6), independent of dgb_device.c ------ */
@@ -377,6 +380,117 @@ static void tick(void)
     }
 }
 
+static void clean_request(dgb_msg_t *m)
+{
+    uint8_t wire[DGB_MAX_WIRE];
+    size_t n = 0;
+    dgb_error_t err;
+    m->seq = ++g_seq;
+    dgb_encode(m, wire, sizeof wire, &n, &err);
+    dgb_device_rx(&g_dev, wire, n, g_now);
+}
+
+/* --corrupt: the 1% corruption test in stepped time. A host streams TARGETS at 500 Hz (each frame
+ * preceded by a 0x00, as BridgeHost does) through a line that replaces each byte with probability
+ * 1% by another value (as testing.PtyProxy does); the firmware ticks at 1 kHz. Nothing re-arms.
+ * Reports the longest run of lost commands, hold entries and safe-off trips; exits 1 if a damaged
+ * frame was applied or an applied target differs from what was sent. */
+#define CORRUPT_MAX_CMDS 600000u
+static unsigned char g_damaged[CORRUPT_MAX_CMDS], g_was_applied[CORRUPT_MAX_CMDS];
+
+static void stream_target(unsigned long k, float *q)
+{
+    unsigned i;
+    for (i = 0; i < DGB_NUM_JOINTS; ++i) {
+        q[i] = 0.5f * (g_dev.cfg.lower[i] + g_dev.cfg.upper[i]) +
+               (i < DGB_NUM_ARM_JOINTS ? 0.05f * sinf((float)k / 100.0f) : 0.0f);
+    }
+}
+
+static int corrupt_run(double seconds)
+{
+    dgb_msg_t m;
+    const uint32_t first = g_seq + 3u;
+    unsigned long cmds = (unsigned long)(seconds * 500.0), k, damaged_applied = 0, mismatched = 0, sent = 0;
+    unsigned long applied = 0, longest = 0, run = 0, damaged = 0;
+    unsigned sub;
+    if (cmds > CORRUPT_MAX_CMDS) {
+        fprintf(stderr, "semantic_fuzz: at most %u commands\n", CORRUPT_MAX_CMDS);
+        return 2;
+    }
+    memset(&m, 0, sizeof m);
+    m.type = DGB_MSG_HELLO;
+    m.u.hello.protocol_version = DGB_PROTOCOL_VERSION;
+    m.u.hello.num_joints = DGB_NUM_JOINTS;
+    m.u.hello.schema_hash = g_dev.cfg.schema_hash;
+    clean_request(&m);
+    memset(&m, 0, sizeof m);
+    m.type = DGB_MSG_ARM;
+    m.session_id = g_dev.session_id;
+    clean_request(&m);
+    for (k = 0; k < cmds; ++k) {
+        uint8_t wire[DGB_MAX_WIRE + 1u];
+        size_t n = 0, b;
+        dgb_error_t err;
+        const unsigned long before = g_applied;
+        bool hit = false;
+        memset(&m, 0, sizeof m);
+        m.type = DGB_MSG_TARGETS;
+        m.seq = ++g_seq;
+        m.session_id = g_dev.session_id;
+        m.u.targets.host_time_us = g_now;
+        stream_target(k, m.u.targets.positions);
+        wire[0] = 0u;
+        dgb_encode(&m, wire + 1, sizeof wire - 1u, &n, &err);
+        ++n;
+        for (b = 0; b < n; ++b) {
+            if (below(100) == 0u) {
+                wire[b] = (uint8_t)(wire[b] + 1u + below(255));
+                hit = true;
+            }
+        }
+        g_damaged[m.seq - first] = hit;
+        sent++;
+        dgb_device_rx(&g_dev, wire, n, g_now);
+        if (g_applied != before) {
+            /* a frame can complete later (its delimiter was damaged): check the seq it reported */
+            const uint32_t s_applied = g_applied_seq;
+            applied++;
+            if (s_applied < first || s_applied - first >= cmds || g_damaged[s_applied - first]) {
+                damaged_applied++;
+            } else {
+                float want[DGB_NUM_JOINTS];
+                g_was_applied[s_applied - first] = 1u;
+                stream_target(s_applied - first, want);
+                if (memcmp(g_applied_pos, want, sizeof want) != 0) {
+                    mismatched++;
+                }
+            }
+        }
+        for (sub = 0; sub < 2u; ++sub) {
+            const dgb_mode_t before_mode = g_dev.mode;
+            g_now += 1000u;
+            g_ticks++;
+            dgb_device_tick(&g_dev, g_now, 1e-3f);
+            if (g_dev.mode == DGB_MODE_SAFE_OFF && before_mode != DGB_MODE_SAFE_OFF) {
+                g_safe_offs++;
+            }
+            if (g_dev.mode == DGB_MODE_HOLD && before_mode != DGB_MODE_HOLD) {
+                g_holds++;
+            }
+        }
+    }
+    for (k = 0; k < cmds; ++k) {
+        damaged += g_damaged[k];
+        run = g_was_applied[k] ? 0u : run + 1u;
+        longest = run > longest ? run : longest;
+    }
+    printf("sent=%lu applied=%lu damaged=%lu damaged_applied=%lu mismatched=%lu longest_lost=%lu holds=%lu "
+           "safe_offs=%lu final_mode=%u sim_s=%.1f\n", sent, applied, damaged, damaged_applied,
+           mismatched, longest, g_holds, g_safe_offs, (unsigned)g_dev.mode, seconds);
+    return damaged_applied == 0u && mismatched == 0u ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     dgb_device_config_t cfg;
@@ -384,18 +498,22 @@ int main(int argc, char **argv)
         "arm_joint_1", "arm_joint_2", "arm_joint_3", "arm_joint_4", "arm_joint_5", "arm_joint_6", "arm_joint_7",
         "hand_joint_1", "hand_joint_2", "hand_joint_3", "hand_joint_4", "hand_joint_5", "hand_joint_6"};
     unsigned long frames, i;
-    if (argc != 3) {
-        fprintf(stderr, "usage: semantic_fuzz SEED FRAMES\n");
+    const bool corrupt = argc == 4 && strcmp(argv[1], "--corrupt") == 0;
+    if (argc != 3 && !corrupt) {
+        fprintf(stderr, "usage: semantic_fuzz SEED FRAMES | semantic_fuzz --corrupt SEED SECONDS\n");
         return 2;
     }
-    g_rng = strtoull(argv[1], NULL, 10) * 0x9E3779B97F4A7C15ULL + 0x1234567ULL;
-    frames = strtoul(argv[2], NULL, 10);
+    g_rng = strtoull(argv[corrupt ? 2 : 1], NULL, 10) * 0x9E3779B97F4A7C15ULL + 0x1234567ULL;
+    frames = strtoul(argv[corrupt ? 3 : 2], NULL, 10);
     dgb_device_default_config(&cfg);
     cfg.schema_hash = dgb_schema_hash(names, DGB_NUM_JOINTS);
     g_now = 1000000u;
     dgb_device_init(&g_dev, &cfg, (uint32_t)(rnd() | 1u), g_now, NULL, on_write, on_applied, NULL);
     memset(&g_model, 0, sizeof g_model);
     g_model.last_auth_us = g_now;
+    if (corrupt) {
+        return corrupt_run((double)frames);
+    }
     while (g_frames < frames) {
         /* bursts: a few frames, then a few ticks; an ARM-heavy start so motion is reached early */
         unsigned burst = 1u + below(3), ticks = 1u + below(4);
