@@ -18,7 +18,7 @@ PHASES = {"idle": 0.0, "running": 1.0, "stopped": 2.0}
 
 def main() -> None:
     domain_id = int(sys.argv[1])
-    state = {"phase": "idle", "prompt": None}
+    state = {"phase": "idle", "prompt": None, "armed": False}
     lock = threading.Lock()
 
     def submit(cmd: dict):
@@ -30,7 +30,9 @@ def main() -> None:
             elif cmd["cmd"] == "stop":
                 state["phase"] = "stopped"
             elif cmd["cmd"] == "clear":
-                state.update(phase="idle", prompt=None)
+                state.update(phase="idle", prompt=None, armed=False)
+            elif cmd["cmd"] == "arm":
+                state["armed"] = True
             node.on_status(dict(state))
 
     node = TelemetryNode(DdsConfig(enabled=True, domain_id=domain_id, status_rate_hz=10.0), submit=submit)

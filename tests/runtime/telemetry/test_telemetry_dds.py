@@ -179,3 +179,32 @@ def test_command_flood_is_bounded_and_the_observer_side_never_waits():
     # every joint sample was published or dropped-and-counted by the bounded deque
     total = node.counters["joint_states_published"] + node.counters["joint_samples_dropped"]
     assert total <= 2000 and 2000 - total <= cfg.telemetry_queue
+
+
+def test_command_age_never_trusts_the_senders_clock_and_replays_are_refused(pair):
+    node, client, runtime = pair
+    session = client.runtime_session(WAIT_S)
+    text = json.dumps({"cmd": "clear", "id": "skew", "sender": "host-b", "seq": 1, "session": session})
+    # the sender's wall clock is an hour behind: the command is still fresh on arrival
+    client._w_cmd.write(client._String(data=text), timestamp=time.time_ns() - 3600 * 10**9)
+    assert client.wait_result("skew", WAIT_S)["result"] == "accepted"
+    client.send_raw(text.replace('"skew"', '"again"'))  # a recorded copy, replayed
+    replayed = client.wait_result("again", WAIT_S)
+    assert replayed["result"] == "rejected" and "replay: seq 1 from sender 'host-b'" in replayed["reason"]
+    assert [c["cmd"] for c in runtime.calls] == ["clear"]
+
+
+def test_configured_security_on_a_cyclone_build_without_it_fails_closed(tmp_path):
+    from runtime.errors import ConfigError
+    from runtime.telemetry.config import SecurityConfig
+    from runtime.telemetry.security import security_support
+
+    if security_support() is None:
+        pytest.skip("this Cyclone DDS build has DDS-Security")
+    files = {}
+    for name in ("identity_ca", "identity_certificate", "private_key", "permissions_ca", "governance", "permissions"):
+        (tmp_path / f"{name}.pem").write_text("x")
+        files[name] = str(tmp_path / f"{name}.pem")
+    cfg = loopback_cfg(fresh_domain_id(), security=SecurityConfig(**files))
+    with pytest.raises(ConfigError, match="DDS-Security is configured but this Cyclone DDS build lacks DDS-Security"):
+        TelemetryNode(cfg).start()

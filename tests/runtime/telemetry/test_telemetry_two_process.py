@@ -59,10 +59,14 @@ def test_ctl_drives_a_runtime_in_another_process(runtime_proc):
     status = ctl(domain_id, "status")
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
-    assert doc["runtime"] == {"phase": "running", "prompt": "grasp the red cube"}
+    assert doc["runtime"] == {"phase": "running", "prompt": "grasp the red cube", "armed": False}
 
     assert ctl(domain_id, "stop").stdout.strip() == "stop accepted"
     assert json.loads(ctl(domain_id, "status").stdout)["runtime"]["phase"] == "stopped"
+    assert ctl(domain_id, "clear").stdout.strip() == "clear accepted"
+    armed = ctl(domain_id, "arm")
+    assert armed.returncode == 0 and armed.stdout.strip() == "arm accepted", armed.stderr
+    assert json.loads(ctl(domain_id, "status").stdout)["runtime"]["armed"] is True
 
 
 def test_joint_states_cross_processes_with_values(runtime_proc):
