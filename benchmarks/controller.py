@@ -1,15 +1,23 @@
-"""Controller latency: the exported controller (ONNX Runtime CPU, fp32) vs upstream-style PyTorch
-eager `predict_action` on the same checkpoint, in the same run, plus the compute floor.
+"""Controller latency: the exported controller on every backend x precision available here vs
+upstream-style PyTorch eager `predict_action` in fp32 AND under `torch.autocast("cpu", bfloat16)`
+(the first thing a user would try), same checkpoint and noise, in one run, plus compute floors.
 
 Per preset (quick: `small`; full: `small` and `dexgraspvla`, the paper's sizes):
-- exported: encoder graph once + 16 denoiser calls with the cached observation K/V (the runtime path);
-- exported without K/V cache: the same encoder + upstream's full DiT per step (denoiser_uncached.onnx),
-  to show what the caching buys on its own;
-- eager: our PyTorch rebuild running upstream's computation (SDPA, uncached DiT, diffusers
-  DDIMScheduler), torch.set_num_threads(threads);
-- parity: max |exported - eager| / range of the eager action chunk, same initial noise;
-- floor: analytic FLOPs (export/flops.py) / the matmul rate measured in this process
-  (benchmarks/common/matmul.py: best median of numpy and ONNX Runtime MatMul).
+- exported, per (backend, precision) of benchmarks/common/backends.py: encoder graph once + 16
+  denoiser calls with the cached observation K/V (the runtime path): encoder, denoise, total.
+  Combinations that cannot run here (no GPU, `openvino` missing, a precision refused) are listed
+  with the reason;
+- exported without K/V cache (ONNX Runtime fp32): the same encoder + upstream's full DiT per step
+  (denoiser_uncached.onnx), to show what the caching buys on its own;
+- eager fp32 and eager bf16 autocast: our PyTorch rebuild (export/model) running upstream's
+  computation (SDPA, uncached DiT, diffusers DDIMScheduler; bit-identical to upstream's
+  predict_action, see benchmarks/upstream_parity.py), torch.set_num_threads(threads); the
+  encoder/denoise split comes from hooks on the observation encoder;
+- error: max |candidate - eager fp32| / range of the eager fp32 action chunk, same initial noise
+  (for ONNX Runtime fp32 this is the parity with upstream, `parity_rel_error`);
+- floors per precision: analytic FLOPs (export/flops.py) / the GEMM rate measured in this run in
+  that precision (fp32: best of numpy, ONNX Runtime and torch matmul, re-sampled before each ONNX
+  Runtime run; bf16: torch bf16 matmul, oneDNN on AMX / AVX512-BF16). fp16 has no CPU floor.
 Models are random-weight checkpoints in upstream format (`dexgrasp make-checkpoint`), exported once
 and cached under ~/.cache/dexgrasp/controller-bench/<preset>-seed<seed>-<export code hash> (the
 paper-size export takes minutes).
@@ -34,6 +42,8 @@ from runtime.cache import cache_dir
 
 log = logging.getLogger(__name__)
 CACHE = cache_dir("controller-bench")
+GATE = 1e-2  # reduced-precision action error gate, fraction of the fp32 action range (issue 16)
+SQUARE = (2048, 2048, 2048)
 
 
 def _ensure_model(preset: str, seed: int = 0) -> tuple[pathlib.Path, pathlib.Path]:
@@ -78,33 +88,43 @@ def _rate_sample() -> float | None:
     """One fp32 matmul-rate sample (ONNX Runtime MatMul, 2048^3, all usable cores), in GFLOP/s."""
     from benchmarks.common import matmul
 
-    r = matmul.onnxruntime_rate(2048, 2048, 2048, repeats=2, warmup=1)
+    r = matmul.onnxruntime_rate(*SQUARE, repeats=2, warmup=1)
     return r.get("gflops_median")
 
 
-def _exported(model_dir: pathlib.Path, obs: dict, noise: np.ndarray, threads: int, repeats: int,
-              rate_samples: list[float]) -> dict:
-    """The runtime path. A matmul-rate sample is taken right before every timed run, so the floor
-    uses the rate this shared CPU gave us at that moment (other load moves both together)."""
-    from runtime.controller import Controller
+def gemm_rates(threads: int, repeats: int = 3) -> dict:
+    """fp32 (numpy, ONNX Runtime, torch) and bf16 (torch) square-GEMM rates measured now."""
+    from benchmarks.common import matmul
 
-    controller = Controller.from_dir(model_dir, threads=threads)
-    action = controller.predict(obs, noise=noise)  # warm-up (allocations, first-run kernels)
-    parts: dict[str, list[float]] = {"encoder_ms": [], "denoise_ms": [], "total_ms": []}
+    return {
+        "numpy_fp32": matmul.numpy_rate(*SQUARE, repeats=repeats),
+        "onnxruntime_fp32": matmul.onnxruntime_rate(*SQUARE, repeats=repeats),
+        "torch_fp32": matmul.torch_rate(*SQUARE, "float32", repeats=repeats, threads=threads),
+        "torch_bf16": matmul.torch_rate(*SQUARE, "bfloat16", repeats=repeats, threads=threads),
+    }
 
-    def once():
-        rate = _rate_sample()
-        if rate:
-            rate_samples.append(rate)
+
+def floor_rates(rates: dict) -> dict[str, float | None]:
+    """GFLOP/s per precision: fp32 = best fp32 median of any library, bf16 = torch bf16."""
+    fp32 = [r.get("gflops_median") for k, r in rates.items() if k.endswith("_fp32")]
+    fp32 = [v for v in fp32 if v]
+    return {"fp32": max(fp32) if fp32 else None, "bf16": rates.get("torch_bf16", {}).get("gflops_median"),
+            "fp16": None}
+
+
+def _timed_controller(controller, obs: dict, noise: np.ndarray, repeats: int,
+                      before_each=None) -> dict:
+    """Warm-up, then `repeats` timed predicts: medians of the controller's own encoder/denoise split."""
+    action = controller.predict(obs, noise=noise)  # warm-up (allocations, first-run kernels, compile)
+    parts: dict[str, list[float]] = {"encoder_ms": [], "denoise_ms": [], "total_ms": [], "wall_ms": []}
+    for _ in range(repeats):
+        if before_each is not None:
+            before_each()
         t0 = time.perf_counter()
         controller.predict(obs, noise=noise)
-        parts["wall_ms"] = parts.get("wall_ms", []) + [(time.perf_counter() - t0) * 1e3]
+        parts["wall_ms"].append((time.perf_counter() - t0) * 1e3)
         for k in ("encoder_ms", "denoise_ms", "total_ms"):
             parts[k].append(controller.last_timing[k])
-
-    for _ in range(repeats):
-        once()
-    controller.close()
     return {"action": action, "samples_total_ms": parts["total_ms"],
             **{k: float(np.median(v)) for k, v in parts.items()}}
 
@@ -130,119 +150,246 @@ def _exported_uncached(model_dir: pathlib.Path, obs: dict, noise: np.ndarray, th
     return {"encoder_ms": (t1 - t0) * 1e3, "denoise_ms": (t2 - t1) * 1e3, "total_ms": (t2 - t0) * 1e3}
 
 
-def _eager(ckpt: pathlib.Path, obs: dict, noise: np.ndarray, threads: int, repeats: int, warmup: int) -> dict:
+def _eager(policy, obs: dict, noise: np.ndarray, threads: int, repeats: int, warmup: int,
+           autocast_bf16: bool = False) -> dict:
+    """Upstream-style predict_action; under torch.autocast("cpu", torch.bfloat16) when asked.
+    The observation encoder's share is timed by forward hooks (the rest is the DDIM loop)."""
+    import contextlib
+
+    import torch
+
+    torch.set_num_threads(threads)
+    tobs = {k: torch.from_numpy(v) for k, v in obs.items()}
+    tnoise = torch.from_numpy(noise)
+    result: dict = {"encoder_s": []}
+    mark: dict = {}
+    pre = policy.obs_encoder.register_forward_pre_hook(lambda *_: mark.__setitem__("t0", time.perf_counter()))
+    post = policy.obs_encoder.register_forward_hook(
+        lambda *_: result["encoder_s"].append(time.perf_counter() - mark["t0"]))
+
+    def once():
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast_bf16 else contextlib.nullcontext()
+        with torch.no_grad(), ctx:
+            result["action"] = policy.predict_action(tobs, tnoise).float().numpy()[0]
+
+    try:
+        timing = measure(once, name="eager bf16 autocast" if autocast_bf16 else "eager", repeats=repeats,
+                         warmup=warmup)
+    finally:
+        pre.remove()
+        post.remove()
+    total = timing.median_s * 1e3
+    encoder = float(np.median(result["encoder_s"][warmup:])) * 1e3
+    return {"timing": timing.to_dict(), "total_ms": total, "encoder_ms": encoder, "denoise_ms": total - encoder,
+            "action": result["action"]}
+
+
+def _rel_error(action: np.ndarray, ref: np.ndarray) -> tuple[float, float | None]:
+    err = float(np.abs(np.asarray(action, np.float32) - ref).max())
+    return err, ratio(err, float(ref.max() - ref.min()))
+
+
+def _config_rows(model_dir, obs, noise, threads, repeats, floors, flops_cached, rate_samples) -> list[dict]:
+    """One row per (backend, precision): timings, or the reason it was not measured."""
+    from benchmarks.common.backends import CONTROLLER_CONFIGS, open_controller, unavailable_reason
+
+    rows = []
+    for backend, precision in CONTROLLER_CONFIGS:
+        row: dict = {"backend": backend, "precision": precision}
+        reason = unavailable_reason(backend, precision)
+        controller = None
+        if reason is None:
+            controller, reason = open_controller(model_dir, backend, precision, threads)
+        if controller is None:
+            rows.append({**row, "status": "not measured", "reason": reason})
+            log.info("controller bench: %s %s not measured: %s", backend, precision, reason)
+            continue
+        before = None
+        if (backend, precision) == ("onnxruntime", "fp32"):
+            def before():  # the fp32 floor uses the rate this shared CPU gave at that moment
+                r = _rate_sample()
+                if r:
+                    rate_samples.append(r)
+        try:
+            timed = _timed_controller(controller, obs, noise, repeats, before)
+        except Exception as exc:  # noqa: BLE001 - a backend failing at run time is a result too
+            rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        finally:
+            controller.close()
+        floor_rate = floors.get(precision)
+        floor_ms = flops_cached / (floor_rate * 1e9) * 1e3 if floor_rate else None
+        rows.append({**row, "status": "ok", "encoder_ms": timed["encoder_ms"], "denoise_ms": timed["denoise_ms"],
+                     "total_ms": timed["total_ms"], "wall_ms": timed["wall_ms"],
+                     "samples_total_ms": timed["samples_total_ms"], "floor_ms": floor_ms,
+                     "ratio_to_floor": ratio(timed["total_ms"], floor_ms), "action": timed["action"]})
+    return rows
+
+
+def bench_preset(preset: str, quick: bool, threads: int, rates: dict, eager_repeats: int | None = None) -> dict:
     import torch
 
     from export.checkpoint import load_checkpoint
-
-    torch.set_num_threads(threads)
-    policy = load_checkpoint(ckpt).policy
-    tobs = {k: torch.from_numpy(v) for k, v in obs.items()}
-    tnoise = torch.from_numpy(noise)
-    result = {}
-
-    def once():
-        result["action"] = policy.predict_action(tobs, tnoise).numpy()[0]
-
-    timing = measure(once, name="eager", repeats=repeats, warmup=warmup)
-    return {"timing": timing.to_dict(), "total_ms": timing.median_s * 1e3, "action": result["action"]}
-
-
-def bench_preset(preset: str, quick: bool, threads: int, rate_gflops: float | None,
-                 eager_repeats: int | None = None) -> dict:
     from export.flops import controller as controller_flops
     from export.model.arch import get_preset
 
     full = preset == "dexgraspvla"
     ckpt, model_dir = _ensure_model(preset)
     obs, noise = _inputs()
-    row: dict = {"preset": preset, "threads": threads, "backend": "onnxruntime CPUExecutionProvider fp32"}
-    rate_samples: list[float] = []
-    exported = _exported(model_dir, obs, noise, threads, 2 if (quick or full) else 3, rate_samples)
-    row.update(exported_encoder_ms=exported["encoder_ms"], exported_denoise_ms=exported["denoise_ms"],
-               exported_ms=exported["total_ms"], exported_samples_ms=exported["samples_total_ms"])
-    if rate_samples:
-        rate_gflops = float(np.median(rate_samples))
-    row["floor_rate_gflops"] = rate_gflops
-    row["floor_rate_samples_gflops"] = rate_samples
-    row["exported_nocache"] = _exported_uncached(model_dir, obs, noise, threads)
-    row["exported_nocache_ms"] = row["exported_nocache"]["total_ms"]
-    # Never a single-shot number: one warm-up and at least two timed runs, also at paper size
-    # (where one eager inference takes about a minute on a 2-core CPU).
-    eager = _eager(ckpt, obs, noise, threads, repeats=max(2, eager_repeats or 2), warmup=1)
-    row.update(eager_ms=eager["total_ms"], eager_timing=eager["timing"])
-    ref = eager["action"]
-    row["parity_max_abs_error"] = float(np.abs(exported["action"] - ref).max())
-    row["parity_rel_error"] = ratio(row["parity_max_abs_error"], float(ref.max() - ref.min()))
-    row["speedup_vs_eager"] = ratio(row["eager_ms"], row["exported_ms"])
-    row["speedup_cache_alone"] = ratio(row["exported_nocache_ms"], row["exported_ms"])
     flops = controller_flops(get_preset(preset))
+    floors = floor_rates(rates)
+    rate_samples: list[float] = []
+    repeats = 2 if (quick or full) else 3
+    configs = _config_rows(model_dir, obs, noise, threads, repeats, floors, flops["inference_cached"], rate_samples)
+    if rate_samples:  # the fp32 floor from the samples taken next to the ONNX Runtime runs
+        floors["fp32"] = max(float(np.median(rate_samples)), *(v.get("gflops_median") or 0 for k, v in
+                                                             rates.items() if k.endswith("_fp32")))
+        for c in configs:
+            if c.get("status") == "ok" and c["precision"] == "fp32":
+                c["floor_ms"] = flops["inference_cached"] / (floors["fp32"] * 1e9) * 1e3
+                c["ratio_to_floor"] = ratio(c["total_ms"], c["floor_ms"])
+    nocache = _exported_uncached(model_dir, obs, noise, threads)
+    # Never a single-shot number: one warm-up and at least two timed runs, also at paper size
+    # (where one eager fp32 inference takes tens of seconds on a 2-core CPU).
+    policy = load_checkpoint(ckpt).policy.eval()
+    eager = _eager(policy, obs, noise, threads, repeats=max(2, eager_repeats or 2), warmup=1)
+    eager_bf16 = _eager(policy, obs, noise, threads, repeats=max(2, eager_repeats or 2), warmup=1,
+                        autocast_bf16=True)
+    del policy
+    torch.set_num_threads(threads)
+    ref = eager["action"]
+    for c in configs + [eager_bf16]:
+        if "action" in c:
+            c["max_abs_error"], c["rel_error"] = _rel_error(c.pop("action"), ref)
+    eager.pop("action")
+    for c in configs:
+        if c.get("status") == "ok":
+            c["speedup_vs_eager_fp32"] = ratio(eager["total_ms"], c["total_ms"])
+            c["speedup_vs_eager_bf16"] = ratio(eager_bf16["total_ms"], c["total_ms"])
+            c["passes_gate"] = c["rel_error"] is not None and c["rel_error"] <= GATE
+    eager["floor_ms"] = flops["inference_uncached"] / (floors["fp32"] * 1e9) * 1e3 if floors["fp32"] else None
+    eager_bf16["floor_ms"] = (flops["inference_uncached"] / (floors["bf16"] * 1e9) * 1e3
+                              if floors["bf16"] else None)
+    ort = next(c for c in configs if (c["backend"], c["precision"]) == ("onnxruntime", "fp32"))
+    row: dict = {"preset": preset, "threads": threads, "backend": "onnxruntime CPUExecutionProvider fp32",
+                 "backends": configs, "eager_fp32": eager, "eager_bf16_autocast": eager_bf16,
+                 "exported_nocache": nocache, "exported_nocache_ms": nocache["total_ms"],
+                 "floor_rates_gflops": floors, "floor_rate_gflops": floors["fp32"],
+                 "floor_rate_samples_gflops": rate_samples, "gate_rel_error": GATE}
+    # the fp32 reference path under the names benchmarks/common/targets.py and the plots read
+    row.update(exported_encoder_ms=ort["encoder_ms"], exported_denoise_ms=ort["denoise_ms"],
+               exported_ms=ort["total_ms"], exported_samples_ms=ort["samples_total_ms"],
+               eager_ms=eager["total_ms"], eager_timing=eager["timing"], eager_bf16_ms=eager_bf16["total_ms"],
+               parity_max_abs_error=ort["max_abs_error"], parity_rel_error=ort["rel_error"],
+               speedup_vs_eager=ort["speedup_vs_eager_fp32"], speedup_vs_eager_bf16=ort["speedup_vs_eager_bf16"],
+               speedup_cache_alone=ratio(nocache["total_ms"], ort["total_ms"]))
+    passing = [c for c in configs if c.get("passes_gate")]
+    if passing:
+        best = min(passing, key=lambda c: c["total_ms"])
+        row["best"] = {k: best.get(k) for k in ("backend", "precision", "total_ms", "rel_error",
+                                                 "speedup_vs_eager_fp32", "speedup_vs_eager_bf16")}
+        row["best_speedup_vs_eager"] = best["speedup_vs_eager_fp32"]
+        row["best_speedup_vs_eager_bf16"] = best["speedup_vs_eager_bf16"]
+        row["best_total_ms"] = best["total_ms"]
     row["flops"] = {k: v / 1e9 for k, v in flops.items()}
     row["flops_unit"] = "GFLOP"
-    if rate_gflops:
-        row["floor_ms"] = flops["inference_cached"] / (rate_gflops * 1e9) * 1e3
-        row["floor_uncached_ms"] = flops["inference_uncached"] / (rate_gflops * 1e9) * 1e3
+    if floors["fp32"]:
+        row["floor_ms"] = flops["inference_cached"] / (floors["fp32"] * 1e9) * 1e3
+        row["floor_uncached_ms"] = eager["floor_ms"]
         row["ratio_to_floor"] = ratio(row["exported_ms"], row["floor_ms"])
         row["eager_ratio_to_uncached_floor"] = ratio(row["eager_ms"], row["floor_uncached_ms"])
         row["achieved_gflops"] = flops["inference_cached"] / 1e9 / (row["exported_ms"] / 1e3)
     return row
 
 
+def _f(v, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    """Per preset: every backend x precision (measured or why not), no-cache, eager fp32 and bf16."""
+    out = []
+    for r in rows:
+        for c in r["backends"]:
+            name = f"{c['backend']} {c['precision']}"
+            if c.get("status") != "ok":
+                out.append([r["preset"], name, "-", "-", "-", "-", "-", "-", "-", "-",
+                            f"not measured: {c.get('reason')}"])
+                continue
+            out.append([r["preset"], name, _f(c["encoder_ms"], ".0f"), _f(c["denoise_ms"], ".0f"),
+                        _f(c["total_ms"], ".0f"), _f(c.get("rel_error"), ".1e"),
+                        _f(c.get("speedup_vs_eager_fp32"), ".2f", "x"), _f(c.get("speedup_vs_eager_bf16"), ".2f", "x"),
+                        _f(c.get("floor_ms"), ".0f"), _f(c.get("ratio_to_floor"), ".2f", "x"),
+                        "passes gate" if c.get("passes_gate") else f"error above {GATE:g} of range"])
+        nc = r["exported_nocache"]
+        out.append([r["preset"], "onnxruntime fp32, no K/V cache", _f(nc["encoder_ms"], ".0f"),
+                    _f(nc["denoise_ms"], ".0f"), _f(nc["total_ms"], ".0f"), "-",
+                    _f(ratio(r["eager_ms"], nc["total_ms"]), ".2f", "x"),
+                    _f(ratio(r["eager_bf16_ms"], nc["total_ms"]), ".2f", "x"), "-", "-", "what the cache buys"])
+        for label, e in (("PyTorch eager fp32", r["eager_fp32"]), ("PyTorch eager bf16 autocast",
+                                                                     r["eager_bf16_autocast"])):
+            out.append([r["preset"], label, _f(e["encoder_ms"], ".0f"), _f(e["denoise_ms"], ".0f"),
+                        _f(e["total_ms"], ".0f"), _f(e.get("rel_error"), ".1e"),
+                        _f(ratio(r["eager_ms"], e["total_ms"]), ".2f", "x"),
+                        _f(ratio(r["eager_bf16_ms"], e["total_ms"]), ".2f", "x"), _f(e.get("floor_ms"), ".0f"),
+                        _f(ratio(e["total_ms"], e.get("floor_ms")), ".2f", "x"), "uncached DiT floor"])
+    return out
+
+
+COLUMNS = ["preset", "backend precision", "encoder", "denoise (16 steps)", "total", "error / range vs fp32",
+           "x eager fp32", "x eager bf16", "compute floor", "x floor", "note"]
+
+
 def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
     """Quick: the small preset only (about a minute). Full: small + dexgraspvla (about 10 minutes,
     plus a one-time ~2-10 minute export of the paper-size model). opts: presets (list or comma string),
-    threads (default: usable cores), eager_repeats (default 1 at paper size: one eager run is ~1 min)."""
-    from benchmarks.common import matmul
-    from benchmarks.common.machine import load_average
+    threads (default: usable cores), eager_repeats (timed eager runs per precision, default 2)."""
+    from benchmarks.common.machine import load_average, machine_info
 
     presets = opts.get("presets") or (["small"] if quick else ["small", "dexgraspvla"])
     if isinstance(presets, str):
         presets = [p.strip() for p in presets.split(",") if p.strip()]
     threads = int(opts.get("threads") or len(os.sched_getaffinity(0)))
     load_before = load_average()
-    rates = {
-        "numpy": matmul.numpy_rate(2048, 2048, 2048, repeats=3),
-        "onnxruntime": matmul.onnxruntime_rate(2048, 2048, 2048, repeats=3),
-    }
-    medians = [r["gflops_median"] for r in rates.values() if "gflops_median" in r]
-    rate = max(medians) if medians else None
+    rates = gemm_rates(threads)
     rows = []
     for preset in presets:
         t0 = time.perf_counter()
-        rows.append(bench_preset(preset, quick, threads, rate, opts.get("eager_repeats")))
+        rows.append(bench_preset(preset, quick, threads, rates, opts.get("eager_repeats")))
         rows[-1]["bench_wall_s"] = time.perf_counter() - t0
-        log.info("controller bench %s: %s", preset, {k: rows[-1].get(k) for k in ("exported_ms", "eager_ms")})
+        log.info("controller bench %s: %s", preset,
+                 {k: rows[-1].get(k) for k in ("exported_ms", "best_total_ms", "eager_ms", "eager_bf16_ms")})
     bars = [{"label": r["preset"], "exported_ms": r["exported_ms"], "exported_nocache_ms": r["exported_nocache_ms"],
              "eager_ms": r["eager_ms"], "floor_ms": r.get("floor_ms")} for r in rows]
-    table_rows = [[r["preset"], f"{r['exported_encoder_ms']:.0f}", f"{r['exported_denoise_ms']:.0f}",
-                   f"{r['exported_ms']:.0f}", f"{r['exported_nocache_ms']:.0f}", f"{r['eager_ms']:.0f}",
-                   f"{r.get('floor_ms') or float('nan'):.0f}", f"{r['speedup_vs_eager']:.2f}x",
-                   f"{r.get('ratio_to_floor') or float('nan'):.2f}x", f"{r['parity_rel_error']:.1e}"] for r in rows]
+    floors = floor_rates(rates)
+    machine = machine_info()
+    not_measured = [{"what": f"{c['backend']} {c['precision']} ({r['preset']})", "reason": c.get("reason")}
+                    for r in rows for c in r["backends"] if c.get("status") != "ok"]
+    not_measured.append({"what": "Jetson Orin latency", "reason": "no Jetson here"})
     return {
         "device": "cpu",
         "threads": threads,
-        "matmul_rate_gflops": rate,
+        "isa": machine["cpu"].get("isa"),
+        "machine": machine,
+        "matmul_rate_gflops": floors["fp32"],
+        "matmul_rates": rates,
+        "floor_rates_gflops": floors,
         "load_average_before": load_before,
         "load_average_after": load_average(),
-        "matmul_rates": rates,
         "presets": rows,
         "tables": [{
-            "title": "Controller latency per inference (ms), ONNX Runtime CPU fp32 vs PyTorch eager",
-            "columns": ["preset", "encoder", "denoise (16 steps)", "exported total", "exported, no K/V cache",
-                        "PyTorch eager", "compute floor", "speedup vs eager", "x floor", "parity (rel. range)"],
-            "rows": table_rows,
+            "title": "Controller latency per inference (ms): every backend x precision vs PyTorch eager fp32 and "
+                     "bf16 autocast, same checkpoint and noise, one run",
+            "columns": COLUMNS,
+            "rows": table_rows(rows),
         }],
         "plot_data": {"controller_bars": bars},
-        "not_measured": [
-            {"what": "TensorRT engines (FP16/FP32) and ONNX Runtime CUDA/TensorRT providers",
-             "reason": "no NVIDIA GPU on this machine"},
-            {"what": "Jetson Orin latency", "reason": "no Jetson here"},
-        ],
+        "not_measured": not_measured,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Benchmark the exported controller against PyTorch eager.
+    """Benchmark the exported controller (every backend x precision) against PyTorch eager.
 
     Example: python -m benchmarks.controller --presets small,dexgraspvla --out bench-out
     """
@@ -250,13 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small preset only")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench-out"), help="output directory")
     p.add_argument("--presets", help="comma-separated presets (default: small[,dexgraspvla])")
-    p.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime and torch")
-    p.add_argument("--eager-repeats", type=int, help="timed PyTorch eager runs per preset")
+    p.add_argument("--threads", type=int, help="intra-op threads for the backends and torch")
+    p.add_argument("--eager-repeats", type=int, help="timed PyTorch eager runs per preset and precision")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     res = run(args.quick, args.out, presets=args.presets, threads=args.threads, eager_repeats=args.eager_repeats)
     (args.out / "controller.json").write_text(json.dumps(res, indent=2, default=str))
+    print(f"# {res['machine']['cpu'].get('model')}, {res['threads']} threads, ISA: {' '.join(res['isa'] or [])}; "
+          + ", ".join(f"{k} {_f(v, '.0f')} GFLOP/s" for k, v in res["floor_rates_gflops"].items() if v))
+    print(" | ".join(COLUMNS))
     for row in res["tables"][0]["rows"]:
         print(" | ".join(row))
     return 0

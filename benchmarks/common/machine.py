@@ -21,6 +21,7 @@ PACKAGES = {
     "numpy": "numpy",
     "onnxruntime": "onnxruntime",
     "onnxruntime-gpu": "onnxruntime-gpu",
+    "openvino": "openvino",
     "tensorrt": "tensorrt",
     "torch": "torch",
     "onnx": "onnx",
@@ -41,8 +42,28 @@ def _read(path: str) -> str | None:
         return None
 
 
+#: CPU flags that decide which precisions run fast (AMX/AVX-512 BF16 for bf16, VNNI/AMX-INT8 for int8,
+#: AVX512-FP16 for native fp16); listed in machine info when present.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+             "asimd", "asimdhp", "sve", "bf16", "i8mm")
+
+
+def isa_extensions(cpuinfo_text: str | None = None) -> list[str]:
+    """The ISA_FLAGS this CPU reports in /proc/cpuinfo ('flags' on x86, 'Features' on ARM)."""
+    text = _read("/proc/cpuinfo") if cpuinfo_text is None else cpuinfo_text
+    flags: set[str] = set()
+    for line in (text or "").splitlines():
+        key, _, rest = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(rest.split())
+            break
+    return [f for f in ISA_FLAGS if f in flags]
+
+
 def cpu_info() -> dict:
-    """CPU model, logical cores, cores this process may use, and the frequency governor if exposed."""
+    """CPU model, logical cores, cores this process may use, the frequency governor if exposed, and
+    the ISA extensions that matter for reduced precision."""
     model = None
     text = _read("/proc/cpuinfo") or ""
     for line in text.splitlines():
@@ -62,6 +83,7 @@ def cpu_info() -> dict:
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "governor": governor.strip() if governor else None,
+        "isa": isa_extensions(text),
     }
 
 
@@ -173,8 +195,10 @@ def describe(machine: dict) -> str:
         gpu_text = gpu.get("model") or ", ".join(gpu.get("devices", [])) or gpu.get("kind", "GPU")
     else:
         gpu_text = "no GPU"
+    isa = [f for f in cpu.get("isa") or [] if f.startswith(("avx512", "amx", "avx2"))]
     return (
-        f"{cpu.get('model')}, {cpu.get('usable_cores')} usable cores, "
+        f"{cpu.get('model')}, {cpu.get('usable_cores')} usable cores"
+        f"{' (' + ' '.join(isa) + ')' if isa else ''}, "
         f"{mem.get('total_gib')} GiB RAM, {gpu_text}, "
         f"{machine.get('os', {}).get('system')} {machine.get('os', {}).get('release')}, "
         f"Python {machine.get('python', {}).get('version')}"

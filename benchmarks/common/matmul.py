@@ -88,6 +88,32 @@ def onnxruntime_rate(m: int, k: int, n: int, repeats: int = 5, warmup: int = 2, 
     }
 
 
+def torch_rate(m: int, k: int, n: int, dtype: str = "float32", repeats: int = 5, warmup: int = 2,
+               threads: int | None = None, seed: int = 0) -> dict:
+    """torch.matmul in `dtype` (float32 or bfloat16: oneDNN, AMX / AVX512-BF16 where the CPU has them)
+    on `threads` threads: the rate eager PyTorch and a bf16 engine can reach, the denominator of the
+    per-precision compute floor."""
+    try:
+        import torch
+    except ImportError as exc:
+        return {"backend": "torch", "dtype": dtype, "shape": [m, k, n], "not_measured": f"needs torch ({exc})"}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads or _usable_cores()))
+    try:
+        g = torch.Generator().manual_seed(seed)
+        tdtype = getattr(torch, dtype)
+        a = torch.randn(m, k, generator=g).to(tdtype)
+        b = torch.randn(k, n, generator=g).to(tdtype)
+        out = torch.empty(m, n, dtype=tdtype)
+        with torch.inference_mode():
+            timing = measure(lambda: torch.matmul(a, b, out=out), name=f"torch matmul {dtype}",
+                             repeats=repeats, warmup=warmup)
+        return {"backend": "torch", "dtype": dtype, "threads": torch.get_num_threads(), "shape": [m, k, n],
+                **_rate(2.0 * m * k * n, timing.samples_s)}
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
     """Measure both backends on both shapes. Quick: 3 timed repeats each (about 10 s here)."""
     repeats = 3 if quick else 10

@@ -244,7 +244,9 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, engine_path: str | pathlib.Path, spec: GraphSpec, device: Device | None = None,
-                 trt_module=None) -> None:
+                 trt_module=None, precision: str | None = None, threads: int | None = None) -> None:
+        """`precision`, when given, must be what the engine was built with (its metadata says);
+        `threads` is accepted for a uniform backend signature and unused (the GPU computes)."""
         trt = trt_module or require("tensorrt", "gpu", "the TensorRT backend")
         engine_path = pathlib.Path(engine_path)
         if not engine_path.is_file():
@@ -253,6 +255,12 @@ class TensorRTBackend:
         self.device = device if device is not None else default_device()
         self.meta = check_engine_meta(engine_path, str(getattr(trt, "__version__", "")), self.device.describe(),
                                       spec.sha256)
+        built = self.meta.get("precision")
+        if precision and built and precision != built:
+            raise ModelError(f"TensorRT engine {engine_path.name} was built for {built}, not {precision}; build a "
+                             f"{precision} one with `dexgrasp engine build --model DIR --backend tensorrt "
+                             f"--precision {precision}`")
+        self.precision = built or precision
         self.logger = _RecordingLogger(trt)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:

@@ -366,3 +366,14 @@ def test_plan_rejects_bad_requests():
         plan_controller(enc, den, ["obs_k_9"], STEPS)
     p = plan_controller(enc, den, kv_names(2), STEPS, kv_mode="static")
     assert p.denoiser.names(HOST_IN) == ["sample", "timestep"] and p.encoder.names(HOST_OUT)[-1] == "obs_tokens"
+
+
+def test_asking_another_precision_than_the_engine_was_built_for(tmp_path):
+    enc_spec, _ = specs()
+    path = write_engine(tmp_path / "encoder.engine", enc_spec, "encoder",
+                        meta={"tensorrt_version": "10.3.0", "precision": "fp32"})
+    dev = FakeDevice()
+    with pytest.raises(ModelError, match=r"built for fp32, not fp16.*--precision fp16"):
+        TensorRTBackend(path, enc_spec, device=dev, trt_module=fake_trt(dev), precision="fp16")
+    assert TensorRTBackend(path, enc_spec, device=dev, trt_module=fake_trt(dev), precision="fp32",
+                           threads=2).precision == "fp32"
