@@ -54,20 +54,19 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     from firmware_bridge.joints import JointLimits as FirmwareLimits
     from runtime.execution.safety import JointLimits
 
-    # The firmware enforces its own limits as the last line of defence; give it the same position
-    # limits and a margin on velocity/acceleration, so the host's filter is what normally acts.
+    # The host's envelope is its SafetyConfig; the firmware (emulator included) enforces its own
+    # compiled-in limits and reports them in the handshake, where the bridge refuses a wider envelope.
     host = JointLimits.from_config(cfg.robot, cfg.safety)
     opts = b.options
-    margin = opts.firmware_limit_margin
     fw_limits = FirmwareLimits(tuple(cfg.robot.joint_names), host.lower, host.upper,
-                               host.max_velocity * margin, host.max_acceleration * margin)
+                               host.max_velocity, host.max_acceleration)
     closers: list = []
     port = b.port
     desc = f"serial {port}"
     if b.kind == "emulator":
         from firmware_bridge.emulator import EmulatorProcess
 
-        start_kwargs = {"limits": fw_limits, "initial_positions": list(cfg.robot.home_positions)}
+        start_kwargs = {"initial_positions": list(cfg.robot.home_positions)}  # limits: its own table
         start_kwargs.update(opts.emulator_start)
         emu = EmulatorProcess(**_accepted(EmulatorProcess.__init__, opts.emulator, "bridge.options.emulator"))
         emu.start(**_accepted(emu.start, start_kwargs, "bridge.options.emulator_start"))

@@ -242,3 +242,34 @@ def test_version_1_firmware_answer_names_the_version(tmp_path):
         t.join(1.0)
         os.close(master)
         os.close(slave)
+
+
+# ---- the runtime's bridge factory: the emulator's limits are its own -----------------------------
+
+
+def _make_bridge(safety: dict):
+    from runtime.clock import Clock
+    from runtime.config.components import make_bridge
+    from runtime.config.loading import config_from_dict
+
+    cfg = config_from_dict({"bridge": {"kind": "emulator"}, "safety": safety}, "test.yaml")
+    return make_bridge(cfg, Clock())
+
+
+def test_runtime_emulator_uses_its_compiled_table_not_the_config(fw_build, monkeypatch):
+    """The old factory started the emulator with the config's limits x 1.25, so the "independent"
+    firmware check could never disagree with the config."""
+    monkeypatch.setenv("DEXGRASP_FW_EMULATOR", str(fw_build / "dexgrasp-fw-emulator"))
+    handle = _make_bridge({"max_velocity_arm_rad_s": 1.0})
+    try:
+        fw = handle.bridge.firmware_limits
+        np.testing.assert_array_equal(fw.max_velocity, np.float32(JointLimits.default().max_velocity))
+        assert handle.bridge.limits.max_velocity[0] == 1.0  # the envelope is the SafetyConfig itself
+    finally:
+        handle.close()
+
+
+def test_runtime_config_faster_than_the_firmware_is_refused(fw_build, monkeypatch):
+    monkeypatch.setenv("DEXGRASP_FW_EMULATOR", str(fw_build / "dexgrasp-fw-emulator"))
+    with pytest.raises(EnvelopeError, match="arm_joint_1 max_velocity 2 > firmware 1.5.*no motion enabled"):
+        _make_bridge({"max_velocity_arm_rad_s": 2.0})
