@@ -156,3 +156,36 @@ def test_a_killed_control_process_ends_the_run_as_fatal_and_the_cli_exits_non_ze
     assert run_cli.main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("dexgrasp run: error: control process ended unexpectedly (killed by SIGKILL)")
+
+
+def test_clear_lifts_a_stop_without_rearming_and_arm_rearms():
+    app = _thread_app()  # safety.auto_rearm is off (the default)
+    bridge = app._injected["bridge"].bridge
+    app.start()
+    try:
+        assert wait_for(lambda: bridge.armed)
+        assert app.submit_command({"cmd": "stop"})["ok"]
+        assert wait_for(lambda: app.loop.hold_reason == "protective_stop")
+        r = app.submit_command({"cmd": "clear"})
+        assert r["ok"] and "explicit arm" in r["reason"]
+        assert wait_for(lambda: app.loop.hold_reason == "needs_rearm")
+        time.sleep(0.3)
+        assert not bridge.armed and bridge.calls.count("arm") == 1
+        assert app.submit_command({"cmd": "arm"})["ok"]
+        assert wait_for(lambda: bridge.armed and app.loop.hold_reason != "needs_rearm")
+    finally:
+        app.stop()
+    assert bridge.calls.count("arm") == 2
+
+
+def test_insecure_dds_commands_on_real_hardware_are_reported_loudly():
+    from runtime.cli.run import format_summary
+
+    cfg = _cfg(bridge={"kind": "serial", "port": "/dev/does-not-exist"}, robot={"home_positions": [0.0] * 13},
+               telemetry={"dds": {"enabled": True, "insecure_commands": True, "domain_id": 9}})
+    app = App(cfg)
+    app._check_command_trust()  # what start() does before any hardware is opened
+    report = app.report()
+    assert len(report["warnings"]) == 1 and "UNAUTHENTICATED" in report["warnings"][0]
+    row = next(line for line in format_summary(report).splitlines() if line.strip().startswith("WARNINGS"))
+    assert "domain 9" in row
