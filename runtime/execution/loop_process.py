@@ -129,8 +129,9 @@ class ControlLoopProcess:
         """Ask the child to hold, disarm and close the bridge; wait for its report (bounded)."""
         if self._proc is None:
             return
-        self._send(("stop",))
         self._stopping = True
+        if self._proc.is_alive():  # a dead child (killed, crashed) cannot be asked; its end is reported
+            self._send(("stop",))
         self._report_ready.wait(timeout_s)
         self._proc.join(timeout_s)
         if self._proc.is_alive():

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 CONFIG = """\
@@ -86,3 +88,38 @@ def test_summary_shows_the_recorder_when_recording():
                if line.strip().startswith("recording"))
     assert "2 episode(s) finished in /data/rec" in row and "frames written 111 of 120" in row
     assert "queue_full 9" in row and "no_state" not in row
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(c) for c in path.read_text().split()]
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the control process through /proc (Linux)")
+def test_sigkilled_control_process_makes_run_exit_non_zero(tmp_path):
+    """A supervisor must be able to tell: the run ends at once with exit code 1 and one line."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(CONFIG % "separate")
+    cmd = [sys.executable, "-m", "runtime.cli.main", "run", "--config", str(cfg), "--duration", "60", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        child = None
+        while child is None and time.monotonic() < deadline:
+            for pid in _children(proc.pid):
+                if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text():
+                    child = pid
+            time.sleep(0.2)
+        assert child is not None, "no control process appeared"
+        time.sleep(3.0)  # let it start the loop (a kill during start-up fails start() instead)
+        os.kill(child, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert err.strip().splitlines()[-1] == ("dexgrasp run: error: control process ended unexpectedly "
+                                            "(killed by SIGKILL); the firmware holds and safes off")
