@@ -14,7 +14,7 @@ def test_shipped_configs_load():
     robot = load_config("robot_example")
     assert robot.bridge.kind == "serial" and robot.policy.backend == "onnxruntime"
     assert robot.policy.providers[0] == "TensorrtExecutionProvider"
-    assert robot.telemetry == {"dds": {"enabled": True, "domain_id": 0}}
+    assert robot.telemetry == {"dds": {"enabled": True, "domain_id": 0, "insecure_commands": True}}
 
 
 def test_bad_value_names_file_field_and_value(tmp_path: Path):
