@@ -15,6 +15,7 @@ Does not import torch.
 
 Example:
   dexgrasp infer --model models/small --obs obs.npz --output action.npz --seed 0 --repeat 3
+  dexgrasp infer --model models/small --obs obs.npz --output a.npz --backend openvino --precision bf16
 """
 
 
@@ -29,10 +30,14 @@ def register(subparsers) -> None:
     p.add_argument("--output", required=True, metavar="OUT.npz", help="where to write `action`")
     p.add_argument("--noise", metavar="NOISE.npz", help="initial DDIM sample (`noise`)")
     p.add_argument("--seed", type=number(int, 0), help="seed for the initial sample when --noise is not given")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
+    p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), default="onnxruntime")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
+                   help="compute precision (bf16: openvino on AMX/AVX512-BF16 CPUs; default fp32)")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="run a reduced precision without a passing `dexgrasp engine verify`")
     p.add_argument("--providers", help="ONNX Runtime providers, comma separated: cpu,cuda,tensorrt")
     p.add_argument("--repeat", type=number(int, 1, 100000), default=1, help="run N times, report medians (default 1)")
-    p.add_argument("--threads", type=number(int, 1, 1024), help="intra-op threads (ONNX Runtime; default: all cores)")
+    p.add_argument("--threads", type=number(int, 1, 1024), help="CPU threads (onnxruntime, openvino; default: all cores)")
     p.set_defaults(func=run)
 
 
@@ -78,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
     from runtime.controller import Controller
     from runtime.errors import ConfigError, ObservationError
 
-    if args.repeat < 1:
-        raise ConfigError(f"--repeat must be >= 1, got {args.repeat}")
     _check_output(args.output)  # before the (slow) inference, so a typo costs nothing
     obs = _load_npz(args.obs, "observation")
     noise = None
@@ -89,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
             raise ObservationError(f"noise file '{args.noise}' has no array named 'noise' (has {sorted(noise_file)})")
         noise = noise_file["noise"]
     providers = args.providers.split(",") if args.providers else None
-    options = {"providers": providers, "threads": args.threads} if args.backend == "onnxruntime" else {}
-    controller = Controller.from_dir(args.model, backend=args.backend, **options)
+    controller = Controller.from_dir(args.model, backend=args.backend, precision=args.precision,
+                                     threads=args.threads, providers=providers,
+                                     allow_unverified=args.allow_unverified)
     if noise is None:
         noise = np.random.default_rng(args.seed).standard_normal(controller.sample_shape).astype(np.float32)
     timings = []

@@ -16,6 +16,7 @@ COMMANDS = {
     "run": "runtime.cli.run",
     "export": "runtime.cli.export",
     "infer": "runtime.cli.infer",
+    "engine": "runtime.cli.engine",
     "make-checkpoint": "runtime.cli.make_checkpoint",
     "bridge": "runtime.cli.bridge",
     "planner": "runtime.cli.planner",

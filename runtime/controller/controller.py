@@ -29,7 +29,7 @@ from runtime.controller.manifest import (
     Manifest,
     kv_names,
 )
-from runtime.errors import ModelError, ObservationError
+from runtime.errors import ConfigError, ModelError, ObservationError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,22 @@ def validate_obs(obs: dict, specs) -> dict[str, np.ndarray]:
     return out
 
 
+def require_verified(manifest: Manifest, model_dir: pathlib.Path, backend: str, precision: str,
+                     allow_unverified: bool) -> dict | None:
+    """The passing verification record for backend+precision, or a one-line ModelError saying why
+    the model may not start (no record, or one for other graphs) unless `allow_unverified`."""
+    record = manifest.verification(backend, precision)
+    if record is not None:
+        return record
+    if allow_unverified:
+        log.warning("%s: %s %s runs unverified (allow_unverified)", model_dir, backend, precision)
+        return None
+    raise ModelError(
+        f"{model_dir} has no passing accuracy verification for {backend} {precision} of its current graphs; run "
+        f"`dexgrasp engine verify --model {model_dir} --backend {backend} --precision {precision}` "
+        "or start with --allow-unverified / policy.allow_unverified: true")
+
+
 class Controller:
     """An exported DexGraspVLA controller.
 
@@ -84,22 +100,53 @@ class Controller:
         self.timestep_dtype = np.dtype(manifest.graph(DENOISER).input(TIMESTEP).dtype)
         self.kv_names = kv_names(int(manifest.arch["n_layer"]))
         self.last_timing: dict[str, float] = {}
+        self.backend, self.precision = getattr(encoder, "name", "?"), manifest.precision
+        # bind the K/V once per inference when the denoiser backend can (False: pass it every
+        # step, the fallback, kept switchable for measurements)
+        self.bind_kv = True
 
     @classmethod
-    def from_dir(cls, model_dir: str | pathlib.Path, backend: str = "onnxruntime", providers: list | None = None,
-                 threads: int | None = None, **backend_options) -> Controller:
-        """Load an exported controller directory (manifest.json + graphs or engines)."""
-        from runtime.inference.base import open_backend
+    def from_dir(cls, model_dir: str | pathlib.Path, backend: str = "onnxruntime", precision: str = "fp32",
+                 threads: int | None = None, providers: list | None = None, allow_unverified: bool = False,
+                 cache_dir: str | pathlib.Path | None = None, **backend_options) -> Controller:
+        """Load an exported controller directory (manifest.json + graphs or engines).
+
+        precision: "fp32" or the backend's reduced-precision recipe ("bf16" on openvino, "fp16"
+        engines on tensorrt); a reduced precision needs a passing `dexgrasp engine verify` in the
+        manifest unless `allow_unverified`. threads/providers/cache_dir go to the backends that
+        take them. Blocks while the graphs load or compile (seconds; cached compiles are faster).
+        """
+        from runtime.inference.base import BACKENDS, open_backend
 
         model_dir = pathlib.Path(model_dir)
         manifest = Manifest.load(model_dir)
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown inference backend '{backend}'; choose one of {list(BACKENDS)}")
         if backend != "tensorrt":  # engines are built on the target from the verified ONNX graphs
             verify_graph_hashes(model_dir, manifest, names=(ENCODER, DENOISER))
+        if precision != "fp32":
+            require_verified(manifest, model_dir, backend, precision, allow_unverified)
+        per_graph = {ENCODER: dict(backend_options), DENOISER: dict(backend_options)}
         if backend == "onnxruntime":
-            backend_options.update(providers=providers, threads=threads)
-        encoder = open_backend(backend, model_dir, manifest.graph(ENCODER), **backend_options)
-        denoiser = open_backend(backend, model_dir, manifest.graph(DENOISER), **backend_options)
-        return cls(manifest, encoder, denoiser, model_dir)
+            if precision != "fp32":
+                raise ModelError(f"the onnxruntime backend runs fp32 only, not '{precision}'; use --backend "
+                                 "openvino --precision bf16 (CPU) or --backend tensorrt (GPU)")
+            for opts in per_graph.values():
+                opts.update(providers=providers, threads=threads)
+        elif backend == "openvino":
+            from runtime.inference.openvino import check_precision, precision_for
+
+            check_precision(precision)
+            for name, opts in per_graph.items():
+                opts.update(precision=precision_for(precision, name), threads=threads, cache_dir=cache_dir)
+        encoder = open_backend(backend, model_dir, manifest.graph(ENCODER), **per_graph[ENCODER])
+        denoiser = open_backend(backend, model_dir, manifest.graph(DENOISER), **per_graph[DENOISER])
+        link = getattr(denoiser, "bind_device_outputs", None)
+        if link is not None:  # TensorRT: the denoiser reads the K/V in the encoder's device buffers
+            link(encoder, kv_names(int(manifest.arch["n_layer"])))
+        controller = cls(manifest, encoder, denoiser, model_dir)
+        controller.backend, controller.precision = backend, precision
+        return controller
 
     @property
     def action_shape(self) -> tuple[int, int]:
@@ -123,9 +170,14 @@ class Controller:
 
     def denoise(self, kv: dict[str, np.ndarray], sample: np.ndarray) -> np.ndarray:
         """The DDIM loop from the initial `sample`, returning the normalized action chunk."""
+        bind = getattr(self.denoiser, "bind_static", None) if self.bind_kv else None
+        static = kv
+        if bind is not None:
+            bind(kv)  # once per inference: each step then hands over only sample + timestep
+            static = {}
         for t in self.sampler.timesteps:
             timestep = np.asarray([t], dtype=self.timestep_dtype)
-            eps = self.denoiser.run({SAMPLE: sample, TIMESTEP: timestep, **kv})[EPSILON]
+            eps = self.denoiser.run({SAMPLE: sample, TIMESTEP: timestep, **static})[EPSILON]
             sample = self.sampler.step(eps.astype(np.float32, copy=False), int(t), sample)
         return sample
 

@@ -90,12 +90,35 @@ class Manifest:
     # timm RmsNorm formula baked into the graphs: "timm-1.0.12" (upstream's pin, unbiased variance) or
     # "mean-square" (timm >= 1.0.13). Recorded because the weights cannot tell which one trained them.
     rmsnorm: str = "timm-1.0.12"
+    # Passing `dexgrasp engine verify` runs: backend, precision, max_error_of_range, gate, graph
+    # sha256s, backend version, cpu flags, timestamp. A reduced-precision model starts only with a
+    # record matching its backend, precision and current graph hashes (see `verification`).
+    verifications: list[dict] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def graph(self, name: str) -> GraphSpec:
         if name not in self.graphs:
             raise ModelError(f"the exported model has no '{name}' graph (it has: {sorted(self.graphs)})")
         return self.graphs[name]
+
+    def graph_hashes(self) -> dict[str, str]:
+        return {name: g.sha256 for name, g in sorted(self.graphs.items())}
+
+    def verification(self, backend: str, precision: str) -> dict | None:
+        """The latest passing verification for backend+precision of these very graphs, or None."""
+        hashes = self.graph_hashes()
+        for record in reversed(self.verifications):
+            if (record.get("backend") == backend and record.get("precision") == precision and record.get("passed")
+                    and all(record.get("graph_sha256", {}).get(k) == v for k, v in hashes.items()
+                            if k in record.get("graph_sha256", {})) and record.get("graph_sha256")):
+                return record
+        return None
+
+    def record_verification(self, record: dict) -> None:
+        """Keep one record per backend+precision: the newest replaces the older one."""
+        self.verifications = [r for r in self.verifications
+                              if (r.get("backend"), r.get("precision")) != (record["backend"], record["precision"])]
+        self.verifications.append(record)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -129,6 +152,7 @@ class Manifest:
             source_checkpoint=d.get("source_checkpoint", {}),
             exporter=d.get("exporter", {}),
             rmsnorm=str(d.get("rmsnorm", "timm-1.0.12")),
+            verifications=[r for r in d.get("verifications", []) if isinstance(r, dict)],
             schema_version=version,
             **fields,
         )

@@ -78,13 +78,52 @@ class OrtBackend:
             declared = [t.name for t in spec.inputs]
             if sorted(declared) != sorted(self.input_names):
                 raise ModelError(f"{path}: graph inputs {self.input_names} differ from the manifest's {declared}")
+        self._ort = ort
+        self._binding = None  # IOBinding holding the bind_static inputs (None: nothing bound)
+        self._bound: dict[str, object] = {}
         log.debug("loaded %s with %s", path, self.session.get_providers())
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    def _device(self) -> tuple[str, int]:
+        """Where bound inputs live: the first execution provider's device (CUDA or CPU)."""
+        first = self.session.get_providers()[0]
+        return ("cuda", 0) if first in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else ("cpu", 0)
+
+    def bind_static(self, inputs: dict[str, np.ndarray]) -> None:
+        """Bind inputs once as OrtValues in an IOBinding (on CPU they share the numpy memory; on
+        CUDA they are copied to the device once); later runs pass only the other inputs."""
+        if self._binding is None:
+            self._binding = self.session.io_binding()
+        kind, index = self._device()
+        for name, value in inputs.items():
+            if name not in self.input_names:
+                raise ModelError(f"{self.path.name} has no input '{name}'")
+            value = self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), kind, index)
+            self._binding.bind_ortvalue_input(name, value)
+            self._bound[name] = value  # the binding does not own it
+
+    def _run_bound(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        binding = self._binding
+        for name in self.input_names:
+            if name in inputs:
+                binding.bind_cpu_input(name, np.ascontiguousarray(inputs[name]))
+                self._bound.pop(name, None)  # overridden: must be given again next time
+            elif name not in self._bound:
+                raise ModelError(f"{self.path.name}: input '{name}' not given (nor bound with bind_static)")
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            raise ModelError(f"{self.path.name}: ONNX Runtime failed: {str(exc).splitlines()[0]}") from exc
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu(), strict=True))
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._binding is not None:
+            return self._run_bound(inputs)
         try:
             outputs = self.session.run(self.output_names, {n: inputs[n] for n in self.input_names})
         except KeyError as exc:
@@ -92,4 +131,6 @@ class OrtBackend:
         return dict(zip(self.output_names, outputs, strict=True))
 
     def close(self) -> None:
+        self._binding = None
+        self._bound.clear()
         self.session = None
