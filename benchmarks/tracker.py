@@ -4,6 +4,9 @@ What it measures (random weights at the packages' own architectures; weights do 
   * Cutie per graph (encode_image, segment, encode_mask every 5th frame) and per frame, p50/p99,
     through CutieTracker on ONNX Runtime (CPU, 2 threads) over a synthetic moving-object video at
     640x480 (upstream's full resolution);
+  * the same on every other backend x precision available here (OpenVINO fp32/bf16, TensorRT when
+    present; the rest listed with the reason), with the mask IoU per frame against ONNX Runtime fp32
+    on the same frames (issue 16's gate: >= 0.99 over 30+ frames);
   * the same sequence through PyTorch InferenceCore (eager, CPU) for comparison;
   * SAM image encoder and box decoder (vit_b here) per call.
 What it cannot measure here: TensorRT / CUDA on the Jetson (no GPU), SAM vit_h and Cutie base
@@ -27,7 +30,8 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 
 NOT_MEASURED = [
-    "TensorRT engines on Jetson Orin (fp32/fp16): no GPU or TensorRT on this machine",
+    "TensorRT engines on Jetson Orin (fp32/fp16): no GPU or TensorRT on this machine "
+    "(cutie_backends lists every backend x precision and why it was or was not measured)",
     "ONNX Runtime CUDA execution provider: no GPU",
     "SAM vit_h / vit_l (upstream uses vit_h): export is >2 GB and its CPU encoder takes tens of seconds",
 ]
@@ -53,6 +57,57 @@ def _summ(samples_s) -> dict:
     from benchmarks.common.timing import summarize
 
     return summarize(samples_s, "ms")
+
+
+def _track(tracker, frames, first_mask) -> tuple[list, list[float]]:
+    """init on frame 0 with the given mask, track the rest: (masks per tracked frame, seconds each)."""
+    tracker.init(frames[0], mask=first_mask)
+    out, secs = [], []
+    for frame in frames[1:]:
+        t = time.perf_counter()
+        res = tracker.track(frame)
+        secs.append(time.perf_counter() - t)
+        out.append(res.mask.astype(bool))
+    return out, secs
+
+
+def mask_iou(a, b) -> float:
+    """IoU of two boolean masks; two empty masks agree (1.0)."""
+    import numpy as np
+
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _other_backends(model_dir, frames, first_mask, reference_masks) -> list[dict]:
+    """Every (backend, precision) but ONNX Runtime fp32: per-graph/per-frame latency and IoU vs it."""
+    from benchmarks.common.backends import TRACKER_CONFIGS, open_tracker, unavailable_reason
+
+    rows = []
+    for backend, precision in TRACKER_CONFIGS:
+        if (backend, precision) == ("onnxruntime", "fp32"):
+            continue
+        row = {"backend": backend, "precision": precision}
+        reason = unavailable_reason(backend, precision)
+        tracker = None
+        if reason is None:
+            tracker, reason = open_tracker(model_dir, backend, precision)
+        if tracker is None:
+            rows.append({**row, "status": "not measured", "reason": reason})
+            continue
+        try:
+            got, secs = _track(tracker, frames, first_mask)
+        except Exception as exc:  # noqa: BLE001 - a backend failing at run time is a result too
+            rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        ious = [mask_iou(a, b) for a, b in zip(got, reference_masks, strict=True)]
+        rows.append({**row, "status": "ok",
+                     "per_graph_ms": {name: _summ(r.stats.samples()) for name, r in tracker.runners.items()},
+                     "per_frame_ms": _summ(secs), "iou_vs_fp32_mean": sum(ious) / len(ious),
+                     "iou_vs_fp32_min": min(ious), "iou_frames": len(ious)})
+        if hasattr(tracker, "close"):
+            tracker.close()
+    return rows
 
 
 def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
@@ -93,16 +148,14 @@ def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
         results["export_s"] = time.perf_counter() - t0
     frames, masks = moving_object_video(n_frames)
     tracker = CutieTracker(model_dir)
-    frame_s = []
-    tracker.init(frames[0], mask=masks[0])
-    for frame in frames[1:]:
-        t = time.perf_counter()
-        tracker.track(frame)
-        frame_s.append(time.perf_counter() - t)
+    reference_masks, frame_s = _track(tracker, frames, masks[0])
     results["cutie_onnxruntime"] = {
         "per_graph_ms": {name: _summ(r.stats.samples()) for name, r in tracker.runners.items()},
         "per_frame_ms": _summ(frame_s),
     }
+    if hasattr(tracker, "close"):
+        tracker.close()
+    results["cutie_backends"] = _other_backends(model_dir, frames, masks[0], reference_masks)
     # PyTorch eager reference, same frames, same settings (upstream's get_mask loop)
     from cutie.inference.inference_core import InferenceCore
 
@@ -160,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
                       "pytorch_frame_p50_ms": round(results["cutie_pytorch_eager"]["per_frame_ms"]["p50"], 1),
                       "sam_p50_ms": {k: round(v["p50"], 1) for k, v in
                                      results.get("sam_onnxruntime", {}).get("per_graph_ms", {}).items()}}))
+    for row in results.get("cutie_backends", []):
+        if row["status"] == "ok":
+            print(f"{row['backend']} {row['precision']}: frame p50 {row['per_frame_ms']['p50']:.1f} ms, "
+                  + ", ".join(f"{k} {v['p50']:.1f}" for k, v in row["per_graph_ms"].items())
+                  + f" ms; IoU vs fp32 mean {row['iou_vs_fp32_mean']:.4f} min {row['iou_vs_fp32_min']:.4f} "
+                  f"over {row['iou_frames']} frames")
+        else:
+            print(f"{row['backend']} {row['precision']}: {row['status']}: {row['reason']}")
     return 0
 
 
