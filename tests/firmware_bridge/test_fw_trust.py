@@ -161,6 +161,26 @@ def test_firmware_reset_and_a_later_host_are_not_second_writers(start_emulator):
         assert bridge.second_writer is None and bridge.counters()["second_writer"] == 0
 
 
+def test_clear_stop_never_leaves_the_host_armed(start_emulator):
+    """clear_stop() is not a re-arm, whatever the state: even called while armed, motion needs an
+    explicit arm() afterwards (the old clear_stop left an armed host armed)."""
+    emu = start_emulator()
+    with BridgeHost(emu.port) as bridge:
+        bridge.arm()
+        q = _stream(bridge, 3)
+        bridge.clear_stop()
+        assert not bridge.armed and bridge.needs_rearm
+        with pytest.raises(NotArmedError, match="re-arm required"):
+            bridge.send_targets(q)
+        bridge.protective_stop()
+        bridge.clear_stop()
+        wait_until(lambda: bridge.latest_state().mode is P.Mode.DISARMED, 2.0, "PSTOP -> DISARMED, not ARMED")
+        with pytest.raises(NotArmedError):
+            bridge.send_targets(q)
+        bridge.arm()
+        bridge.send_targets(q)
+
+
 # ---- the firmware's limits bound the envelope -----------------------------------------------------
 
 
