@@ -160,7 +160,7 @@ def format_summary(report: dict) -> str:
                          f"lateness p50 {_us(lat.get('p50'))}, p99 {_us(lat.get('p99'))}, max {_us(lat.get('max'))}, "
                          f"missed cycles {c.get('missed_cycles')}"),
         ("commands", f"{c.get('commands_sent', 0)} sent; holding: {hold_txt}"),
-        ("policy", f"{p.get('inferences', 0)} inferences, latency p50 {_ms(pl.get('p50'))}, p99 {_ms(pl.get('p99'))}; "
+        ("policy", f"{p.get('engine') or '-'}; {p.get('inferences', 0)} inferences, latency p50 {_ms(pl.get('p50'))}, p99 {_ms(pl.get('p99'))}; "
                    f"observation -> actuation p50 {_ms(o2a.get('p50'))}, max {_ms(o2a.get('max'))}; "
                    f"chunks accepted {ex.get('chunks_accepted', 0)}, rejected stale {ex.get('chunks_rejected_stale', 0)}, "
                    f"non-finite {ex.get('chunks_rejected_nonfinite', 0)}; actions dropped late {ex.get('actions_dropped_late', 0)}"),

@@ -149,7 +149,8 @@ def make_tracker(cfg: RuntimeConfig):
 
 
 def make_policy(cfg: RuntimeConfig, model_dir=None):
-    """The ChunkPolicy for `cfg.policy` (loads the exported model: seconds)."""
+    """The ChunkPolicy for `cfg.policy` (loads the exported model: seconds; `backend: auto` may
+    verify the cached sim model once). The chosen backend/precision is in `policy.engine_choice`."""
     p = cfg.policy
     if p.backend == "fake":
         from runtime.execution.fakes import FakeChunkPolicy
@@ -159,6 +160,17 @@ def make_policy(cfg: RuntimeConfig, model_dir=None):
     from runtime.controller import Controller
     from runtime.workers.policy import ControllerPolicy
 
+    cached = not (model_dir or p.model_dir)
     model_dir = model_dir or resolve_model_dir(p)
-    controller = Controller.from_dir(model_dir, backend=p.backend, providers=p.providers, threads=p.threads)
-    return ControllerPolicy(controller)
+    backend, precision, why = p.backend, p.precision, "configured"
+    if backend == "auto":
+        from runtime.inference.auto import choose
+
+        choice = choose(model_dir, threads=p.threads, verify_missing=cached)
+        backend, precision, why = choice.backend, choice.precision, f"auto: {choice.reason}"
+    controller = Controller.from_dir(model_dir, backend=backend, precision=precision, providers=p.providers,
+                                     threads=p.threads, allow_unverified=p.allow_unverified)
+    policy = ControllerPolicy(controller)
+    policy.engine_choice = f"{backend} {precision} ({why})"
+    log.info("policy engine: %s", policy.engine_choice)
+    return policy

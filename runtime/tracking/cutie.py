@@ -46,14 +46,16 @@ class CutieTracker:
     """Tracker (runtime.tracking.base) over an exported Cutie (+ optional SAM for box initialisation).
 
     model_dir:    directory written by `dexgrasp export tracker` (manifest.json + graphs).
-    backend:      "onnxruntime" (CPU here) or "tensorrt" (engines built on the target).
+    backend:      "onnxruntime" (CPU), "openvino" (CPU; precision "bf16" on AMX/AVX512-BF16 CPUs)
+                  or "tensorrt" (engines built on the target).
+    precision:    "fp32" (default, exact) or "bf16" (openvino only).
     min_area_px:  a mask smaller than this counts as lost (the object left the frame or vanished).
     """
 
     def __init__(self, model_dir: str | pathlib.Path, backend: str = "onnxruntime", threads: int = 2,
-                 min_area_px: int = 1, manifest: TrackerManifest | None = None) -> None:
+                 min_area_px: int = 1, manifest: TrackerManifest | None = None, precision: str = "fp32") -> None:
         self.model_dir = pathlib.Path(model_dir)
-        self.backend, self.threads = backend, threads
+        self.backend, self.threads, self.precision = backend, threads, precision
         self.manifest = manifest or load_manifest(self.model_dir)
         c = self.manifest.cutie
         self.settings = c
@@ -64,7 +66,7 @@ class CutieTracker:
         if c.target_id not in c.object_ids:
             raise ModelError(f"manifest target_id {c.target_id} is not among object_ids {c.object_ids}")
         self.target_channel = c.object_ids.index(c.target_id) + 1  # channel 0 is the background
-        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads)
+        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads, precision)
                         for name in (ENCODE_IMAGE, ENCODE_MASK, SEGMENT)}
         self.memory = CutieMemory(len(c.object_ids), c.key_dim, c.value_dim, c.sensory_dim, c.embed_dim,
                                   c.num_queries, c.max_mem_frames,
@@ -92,7 +94,7 @@ class CutieTracker:
             from runtime.tracking.sam import SamBoxSegmenter
 
             self._sam = SamBoxSegmenter(self.model_dir, manifest=self.manifest, backend=self.backend,
-                                        threads=self.threads)
+                                        threads=self.threads, precision=self.precision)
         return self._sam
 
     def init(self, image_bgr: np.ndarray, box_xyxy: np.ndarray | None = None,

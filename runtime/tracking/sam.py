@@ -86,14 +86,14 @@ class SamBoxSegmenter:
     """Box [x1, y1, x2, y2] in camera pixels -> best SAM mask. Shapes come from the manifest."""
 
     def __init__(self, model_dir: str | pathlib.Path, backend: str = "onnxruntime", threads: int = 2,
-                 manifest: TrackerManifest | None = None) -> None:
+                 manifest: TrackerManifest | None = None, precision: str = "fp32") -> None:
         self.model_dir = pathlib.Path(model_dir)
         self.manifest = manifest or load_manifest(self.model_dir)
         if self.manifest.sam is None:
             raise ModelError(f"{self.model_dir} has no SAM graphs: export with --sam-checkpoint to "
                              f"initialise from boxes, or initialise the tracker with a mask")
         self.settings = self.manifest.sam
-        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads)
+        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads, precision)
                         for name in (IMAGE_ENCODER, PROMPT_DECODER)}
         self.input_hw = self.runners[IMAGE_ENCODER].spec.input_shape("image")[2:]
         self.frame_hw = tuple(self.runners[PROMPT_DECODER].spec.outputs[0].shape[2:])

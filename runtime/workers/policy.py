@@ -145,6 +145,7 @@ class PolicyWorker(WorkerThread):
         s = self.latency.summary_ms()
         return {
             "inferences": self.inferences,
+            "engine": getattr(self.policy, "engine_choice", None),
             "latency_ms": {"p50": s["p50"], "p99": s["p99"], "max": s["max"]},
             "skipped_stale_inputs": self.skipped_stale,
             "last_skip_reason": self.last_skip_reason,

@@ -18,14 +18,14 @@ from runtime.inference import open_backend
 from runtime.stats import LatencyStats
 from runtime.tracking.learned.manifest import GraphSpec
 
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 class GraphRunner:
     """One graph: `run(feeds) -> {output name: array}`. Checks input shapes against the manifest."""
 
     def __init__(self, directory: pathlib.Path, name: str, spec: GraphSpec, backend: str = "onnxruntime",
-                 threads: int = 2) -> None:
+                 threads: int = 2, precision: str = "fp32") -> None:
         if backend not in BACKENDS:
             raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.name = name
@@ -33,6 +33,10 @@ class GraphRunner:
         self.stats = LatencyStats(capacity=10_000)
         self._input_shapes = {t.name: tuple(t.shape) for t in spec.inputs}
         options = {"threads": threads} if backend == "onnxruntime" else {}
+        if backend == "openvino":
+            options = {"threads": threads, "precision": precision}
+        elif precision != "fp32":
+            raise ModelError(f"tracker precision '{precision}' needs backend openvino (bf16); {backend} runs fp32")
         self._backend = open_backend(backend, directory, spec, **options)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
