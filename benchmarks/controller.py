@@ -336,6 +336,32 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     return out
 
 
+def declared_targets(rows: list[dict]) -> list[dict]:
+    """Issue 16's speed targets, as result["targets"] rows (benchmarks/common/targets.py adds them):
+    a verdict only at the preset the target names, else an informational row saying so."""
+    by = {r["preset"]: r for r in rows}
+    out = []
+    paper = by.get("dexgraspvla")
+    for name, goal, key, ok in (
+            ("fastest gated backend vs eager fp32 (paper sizes)", ">= 5x (goal 10x)", "best_speedup_vs_eager",
+             lambda v: v >= 5.0),
+            ("fastest gated backend vs eager bf16 autocast (paper sizes)", "> 1x", "best_speedup_vs_eager_bf16",
+             lambda v: v > 1.0)):
+        v = paper.get(key) if paper else None
+        out.append({"name": name, "target": goal, "measured": None if v is None else round(v, 2),
+                    "pass": None if v is None else ok(v),
+                    "note": (f"{paper['best']['backend']} {paper['best']['precision']}, error "
+                             f"{paper['best']['rel_error']:.1e} of range" if paper and paper.get("best")
+                             else "paper preset not run" if not paper else f"no backend within {GATE:g}")})
+    small = by.get("small")
+    v = small.get("best_total_ms") if small else None
+    out.append({"name": "small preset per chunk, fastest gated backend", "target": "<= 500 ms",
+                "measured": None if v is None else round(v), "pass": None if v is None else v <= 500.0,
+                "note": f"{small['best']['backend']} {small['best']['precision']}" if small and small.get("best")
+                else "small preset not run or no backend within the gate"})
+    return out
+
+
 COLUMNS = ["preset", "backend precision", "encoder", "denoise (16 steps)", "total", "error / range vs fp32",
            "x eager fp32", "x eager bf16", "compute floor", "x floor", "note"]
 
@@ -384,6 +410,7 @@ def run(quick: bool, out_dir: pathlib.Path, **opts) -> dict:
             "rows": table_rows(rows),
         }],
         "plot_data": {"controller_bars": bars},
+        "targets": declared_targets(rows),
         "not_measured": not_measured,
     }
 

@@ -113,3 +113,34 @@ def test_mask_iou():
     assert tbench.mask_iou(a, b) == 1.0
     a[:2], b[1:3] = True, True
     assert tbench.mask_iou(a, b) == pytest.approx(4 / 12)
+
+
+def test_declared_speed_targets_give_verdicts_only_at_their_preset():
+    small = {"preset": "small", "best_total_ms": 420.0, "best": {"backend": "openvino", "precision": "bf16"}}
+    rows = {r["name"]: r for r in bench.declared_targets([small])}
+    assert rows["small preset per chunk, fastest gated backend"]["pass"] is True
+    assert all(r["pass"] is None for n, r in rows.items() if "paper" in n)
+    paper = {"preset": "dexgraspvla", "best_speedup_vs_eager": 4.2, "best_speedup_vs_eager_bf16": 1.7,
+             "best": {"backend": "openvino", "precision": "bf16", "rel_error": 8e-3}}
+    rows = {r["name"]: r for r in bench.declared_targets([small, paper])}
+    assert rows["fastest gated backend vs eager fp32 (paper sizes)"]["pass"] is False
+    assert rows["fastest gated backend vs eager bf16 autocast (paper sizes)"]["pass"] is True
+    assert "openvino bf16" in rows["fastest gated backend vs eager fp32 (paper sizes)"]["note"]
+
+
+def test_tracker_targets_gate_speed_on_iou():
+    def frame(ms):
+        return {"p50": ms}
+
+    results = {"cutie_config": "base", "frames": 40, "cutie_onnxruntime": {"per_frame_ms": frame(400.0)},
+               "cutie_backends": [
+                   {"backend": "openvino", "precision": "bf16", "status": "ok", "per_frame_ms": frame(100.0),
+                    "iou_vs_fp32_min": 0.95},
+                   {"backend": "openvino", "precision": "fp32", "status": "ok", "per_frame_ms": frame(180.0),
+                    "iou_vs_fp32_min": 0.999}]}
+    fps, iou = tbench.declared_targets(results)
+    assert fps["measured"] == pytest.approx(1e3 / 180.0, abs=0.01) and fps["pass"] is True  # bf16 fails IoU
+    assert "openvino fp32" in fps["note"]
+    assert iou["measured"] == 0.95 and iou["pass"] is False
+    quick = tbench.declared_targets({**results, "cutie_config": "small", "frames": 8})
+    assert all(r["pass"] is None for r in quick) and "Cutie small" in quick[0]["note"]
