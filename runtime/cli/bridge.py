@@ -124,15 +124,17 @@ def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, 
     mask[:7] = 1.0
     rate = Rate(rate_hz, bridge.clock, name="bridge-stream")
     refused = 0
-    # Stop on elapsed clock time, not on a cycle count: a rate the link cannot sustain must not
-    # stretch a 0.5 s stream into minutes.
+    # duration * rate commands, but never for much longer than asked: a rate the link cannot sustain
+    # must not stretch a 0.5 s stream into minutes, while a loaded machine that falls a few cycles
+    # behind still sends them all (a cut at exactly `duration` would drop the last one).
     n_cycles = max(1, int(round(duration_s * rate_hz)))
+    give_up_after_s = duration_s * 1.1 + 0.5
     t_start = bridge.clock.now()
     bar = tqdm(total=n_cycles, unit="cmd", desc="streaming", file=sys.stderr, disable=not progress,
                mininterval=0.5)
     try:
         for i in range(n_cycles):
-            if i and bridge.clock.now() - t_start >= duration_s:
+            if i and bridge.clock.now() - t_start >= give_up_after_s:
                 break
             tick = rate.sleep()
             phase = 2 * math.pi * 0.5 * (tick.deadline - rate.started_at)

@@ -57,3 +57,58 @@ def test_missing_system_library_names_apt_package(monkeypatch):
         require("pyrealsense2", "realsense", "RealSense cameras")
     msg = str(exc.value)
     assert "apt-get install libusb-1.0-0" in msg and "\n" not in msg
+
+
+class _SlowLinkBridge:
+    """A bridge whose every write takes 10 ms of (fake) time: it cannot sustain the asked rate."""
+
+    def __init__(self, write_s: float) -> None:
+        from types import SimpleNamespace
+
+        import numpy as np
+
+        from runtime.clock import FakeClock
+
+        self.clock = FakeClock(100.0)
+        self.write_s = write_s
+        self.sent = 0
+        self.armed = False
+        self.limits = SimpleNamespace(clip=lambda q: np.clip(q, -1.0, 1.0))
+        self._state = SimpleNamespace(positions=np.zeros(13))
+
+    def arm(self):
+        self.armed = True
+
+    def disarm(self):
+        self.armed = False
+
+    def latest_state(self, max_age_s=None):
+        return self._state
+
+    def send_targets(self, q):
+        self.sent += 1
+        self.clock.advance(self.write_s)
+
+    def counters(self):
+        keys = ("states", "crc_errors", "resyncs", "timeouts", "reconnects", "commands_confirmed",
+                "lost_rx_frames", "device_fault_codes")
+        return {"commands_sent": self.sent, "rtt_ms": {}, **{k: 0 for k in keys}}
+
+
+@pytest.mark.parametrize("write_s, expected_sent", [
+    (0.010, None),   # 1000 Hz asked, 100 Hz possible: stops near 1.1 * duration + 0.5 s, not after 500 writes
+    (0.0005, 500),   # a link that keeps up sends every command of the duration
+])
+def test_bridge_stream_is_bounded_in_time_not_cycles(write_s, expected_sent):
+    from runtime.cli.bridge import stream_targets
+
+    bridge = _SlowLinkBridge(write_s)
+    t0 = bridge.clock.now()
+    out = stream_targets(bridge, duration_s=0.5, rate_hz=1000.0, amplitude=0.01, progress=False)
+    elapsed = bridge.clock.now() - t0
+    assert not bridge.armed
+    if expected_sent is None:
+        assert elapsed <= 0.5 * 1.1 + 0.5 + 2 * write_s
+        assert out["sent"] < 500 and out["sent"] == bridge.sent
+    else:
+        assert out["sent"] == expected_sent
