@@ -121,7 +121,8 @@ class ControlLoop:
         self._arm_requested = False  # an operator's "arm" waiting for the next resync
         self.hold_reason: str | None = "starting"
         self.hold_cycles: Counter = Counter()
-        self.events: deque = deque(maxlen=200)
+        self.events: deque = deque(maxlen=200)  # recent events only; the loop runs for days
+        self.events_dropped = 0
         self.errors: list[str] = []
         self.commands_sent = 0
         self.send_errors = 0
@@ -455,6 +456,8 @@ class ControlLoop:
 
     def _event(self, text: str) -> None:
         t = self.clock.now() - (self._t_started if math.isfinite(self._t_started) else 0.0)
+        if len(self.events) == self.events.maxlen:
+            self.events_dropped += 1
         self.events.append((round(t, 4), text))
         log.info("control: %s", text)
         self.publish("episode_event", {"source": "control", "t": t, "event": text})
@@ -510,7 +513,9 @@ class ControlLoop:
             "generation": self.generation,
             "chunks_dropped_old_generation": self.chunks_dropped_old_generation,
             "homes_completed": self.homes_completed,
+            "home_done": list(self.home_done),
             "events": list(self.events)[-50:],
+            "events_dropped": self.events_dropped,
             "thread_setup": self.thread_setup,
             "lateness_histogram": lateness_histogram(self.rate.lateness.samples()),
         }

@@ -180,3 +180,24 @@ def test_parent_event_log_is_bounded_and_counts_what_it_dropped():
     assert proxy.homes_completed == 3 and proxy.home_done == (2, "reached")
     assert proxy.report()["events_dropped_in_parent"] == 1000 - proxy.EVENT_LOG_SIZE
 
+
+
+def test_homing_outcome_is_reported_per_request(loop_sim):
+    sim = loop_sim(latency_s=0.3)
+    sim.run(0.1)
+    home = [0.0] * 13
+    home[0] = 0.3
+    sim.loop.submit("home", target=home, request_id=1)
+    sim.run(0.2)
+    sim.loop.submit("home", target=home, request_id=2)  # supersedes the first
+    sim.run(5.0)
+    assert sim.loop.home_done == (2, "reached") and sim.loop.homes_completed == 1
+    sim.loop.submit("home", target=home, request_id=3)
+    sim.loop.submit("stop")
+    sim.run(0.2)
+    assert sim.loop.home_done == (3, "aborted")
+    sim.loop.submit("home", target=home, request_id=4)  # refused during a protective stop
+    sim.run(0.1)
+    r = sim.loop.report()
+    assert r["home_done"] == [4, "ignored"] and r["homes_completed"] == 1
+    assert r["events_dropped"] == 0
