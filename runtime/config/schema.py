@@ -267,8 +267,6 @@ class BridgeOptions(Section):
     """`bridge.options`. The three dicts are keyword arguments of EmulatorProcess(), its start()
     and BridgeHost(); their keys are checked against those signatures at load."""
 
-    # Firmware limits = host limits x margin on velocity/acceleration (the host's filter acts first).
-    firmware_limit_margin: float = Field(default=1.25, ge=1.0, le=2.0, allow_inf_nan=False)
     emulator: dict[str, Any] = Field(default_factory=dict)
     emulator_start: dict[str, Any] = Field(default_factory=dict)
     emulator_sched_fifo_priority: int | None = Field(default=None, ge=1, le=99)
