@@ -276,6 +276,12 @@ def child_main(cfg_dict: dict, conn) -> None:
     )
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s control-process %(name)s: %(message)s")
+    if threading.current_thread() is threading.main_thread():
+        import signal
+
+        # Ctrl-C reaches the whole process group: the parent turns it into an orderly stop (hold,
+        # disarm, report); the child must not die of it half-way. A dead parent ends us via EOF.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The loop must never block on the parent (a busy parent stops draining the pipe, the pipe
     # buffer fills, conn.send blocks): messages go through a bounded queue to a sender thread;
     # when it is full, telemetry (states, commands) is dropped and counted, never the loop's time.

@@ -123,3 +123,25 @@ def test_sigkilled_control_process_makes_run_exit_non_zero(tmp_path):
     assert proc.returncode == 1, err
     assert err.strip().splitlines()[-1] == ("dexgrasp run: error: control process ended unexpectedly "
                                             "(killed by SIGKILL); the firmware holds and safes off")
+
+
+def test_ctrl_c_to_the_process_group_stops_the_separate_control_process_in_order(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group, the control process too: it must
+    leave the stop to the parent (hold, disarm, report) instead of dying of KeyboardInterrupt."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(CONFIG % "separate")
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "runtime.cli.main", "run", "--config", str(cfg), "--report", str(report), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        time.sleep(6.0)  # start-up with fake devices takes ~2 s
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    c = json.loads(report.read_text())["control"]
+    assert "stopped: held and disarmed" in [e for _, e in c["events"]], c.get("errors")
+    assert "KeyboardInterrupt" not in err
