@@ -23,6 +23,8 @@ COMMANDS = {
     "ctl": "runtime.cli.ctl",
     "track": "runtime.cli.track",
     "bench": "runtime.cli.bench",
+    "data": "runtime.cli.data",
+    "eval-offline": "runtime.cli.eval_offline",
 }
 
 DESCRIPTION = """\

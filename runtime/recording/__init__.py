@@ -50,8 +50,10 @@ def make_recorder(section: dict | RecordingConfig | None, context=None, record_d
 
     if isinstance(context, (str, os.PathLike)):
         context, record_dir = None, str(context)
+    from runtime.recording.provenance import build_provenance
+
     if isinstance(section, RecordingConfig):
-        return EpisodeRecorder(section).start()
+        return EpisodeRecorder(section, provenance=build_provenance(context)).start()
     raw = dict(section or {})
     if record_dir:
         raw["dir"] = str(record_dir)
@@ -62,4 +64,4 @@ def make_recorder(section: dict | RecordingConfig | None, context=None, record_d
     robot = getattr(context, "robot", None)
     if robot is not None and raw.get("arm_joint_limits") is None and not raw.get("raw_joint_units", False):
         raw["arm_joint_limits"] = {"lower": list(robot.arm_lower_rad), "upper": list(robot.arm_upper_rad)}
-    return EpisodeRecorder(RecordingConfig.from_dict(raw)).start()
+    return EpisodeRecorder(RecordingConfig.from_dict(raw), provenance=build_provenance(context)).start()

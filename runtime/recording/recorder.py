@@ -57,7 +57,9 @@ class EpisodeRecorder:
     """
 
     def __init__(self, cfg: RecordingConfig | str | os.PathLike, clock: Clock | None = None,
-                 chunk_hook: Callable[[int], None] | None = None) -> None:
+                 chunk_hook: Callable[[int], None] | None = None, provenance: dict | None = None) -> None:
+        # provenance (model, config, commit, machine: recording/provenance.py) goes into every episode.json
+        self.provenance = provenance
         if not isinstance(cfg, RecordingConfig):
             cfg = RecordingConfig(dir=str(cfg))
         cfg.validate()
@@ -144,7 +146,11 @@ class EpisodeRecorder:
         with self._pair_lock:
             self._pending.clear()
             self._recording = True
-        self._put("begin", {"prompt": prompt, "started_wall": time.time(), "t_start": self.clock.now(), **info})
+        units = {"arm_joint_limits": self.cfg.arm_joint_limits,
+                 "arm": "[-1, 1] between arm_joint_limits" if self.cfg.arm_joint_limits else "as handed over"}
+        extra = {"provenance": self.provenance} if self.provenance is not None else {}
+        self._put("begin", {"prompt": prompt, "started_wall": time.time(), "t_start": self.clock.now(),
+                            "joint_units": units, **extra, **info})
 
     def end_episode(self, outcome: str = "completed", **info) -> None:
         """End the open episode; the writer finishes it (manifest last). Never blocks."""
