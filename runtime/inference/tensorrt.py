@@ -81,34 +81,40 @@ def check_engine_meta(engine_path: pathlib.Path, trt_version: str, device: dict,
 
 
 class CudaDevice:
-    """The `Device` interface over pycuda, or cuda-python when pycuda is missing. One stream; host
-    staging buffers are page-locked so the async copies really are async."""
+    """The `Device` interface over cuda-python (CUDA runtime API: the primary context, usable from
+    any thread, the one TensorRT itself uses), or pycuda when cuda-python is missing (its autoinit
+    context is current only in the thread that imported it: use the engines from that thread).
+    One stream; host staging buffers are page-locked so the async copies really are async."""
 
     def __init__(self) -> None:
         self._allocs: dict[int, object] = {}
+        self._pinned: dict[int, int] = {}  # id(host array) -> cudaMallocHost pointer
+        cudart = None
         try:
-            import pycuda.autoinit as autoinit  # noqa: F401 - creates the context
-            import pycuda.driver as cuda
-
-            self.kind, self.cuda = "pycuda", cuda
-            self._dev = autoinit.device
-            self.stream = cuda.Stream()
-            self.stream_handle = int(self.stream.handle)
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.8
         except ImportError:
             try:
-                from cuda.bindings import runtime as cudart  # cuda-python >= 12.8
+                from cuda import cudart
             except ImportError:
-                try:
-                    from cuda import cudart
-                except ImportError as exc:
-                    raise MissingExtraError(
-                        "the TensorRT backend needs pycuda or cuda-python; "
-                        "install them with: pip install 'dexgraspvla-runtime[gpu]'"
-                    ) from exc
+                cudart = None
+        if cudart is not None:
             self.kind, self.cudart = "cuda-python", cudart
             err, self.stream = cudart.cudaStreamCreate()
             self._check(err, "cudaStreamCreate")
             self.stream_handle = int(self.stream)
+            return
+        try:
+            import pycuda.autoinit as autoinit  # creates the context
+            import pycuda.driver as cuda
+        except ImportError as exc:
+            raise MissingExtraError(
+                "the TensorRT backend needs cuda-python or pycuda; "
+                "install them with: pip install 'dexgraspvla-runtime[gpu]'"
+            ) from exc
+        self.kind, self.cuda = "pycuda", cuda
+        self._dev = autoinit.device
+        self.stream = cuda.Stream()
+        self.stream_handle = int(self.stream.handle)
 
     def _check(self, err, what: str) -> None:
         if int(err) != 0:
@@ -147,7 +153,15 @@ class CudaDevice:
         err, ptr = self.cudart.cudaMallocHost(nbytes)
         self._check(err, "cudaMallocHost")
         buf = (ctypes.c_byte * nbytes).from_address(int(ptr))
-        return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
+        arr = np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
+        self._pinned[id(arr)] = int(ptr)
+        return arr
+
+    def free_host(self, arr: np.ndarray) -> None:
+        """Release a host_empty() buffer (pycuda frees its own when garbage-collected)."""
+        ptr = self._pinned.pop(id(arr), None)
+        if ptr is not None:
+            self.cudart.cudaFreeHost(ptr)
 
     def memcpy_htod(self, ptr: int, host: np.ndarray) -> None:
         if self.kind == "pycuda":
@@ -262,7 +276,8 @@ class TensorRTBackend:
                              f"--precision {precision}`")
         self.precision = built or precision
         self.logger = _RecordingLogger(trt)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
+        self.runtime = trt.Runtime(self.logger)  # kept: the runtime must outlive its engines
+        self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             why = self.logger.errors[-1] if self.logger.errors else "built by another TensorRT version or for another GPU?"
             raise ModelError(f"TensorRT could not load '{engine_path.name}': {why}; {REBUILD_HINT}")
@@ -404,6 +419,10 @@ class TensorRTBackend:
             self.device.free(self.ptrs[name])
         self.owned.clear()
         self.ptrs.clear()
+        free_host = getattr(self.device, "free_host", None)
+        for host in self.hosts.values():
+            if free_host is not None:
+                free_host(host)
         self.hosts.clear()
         self.context = None
         self.engine = None
