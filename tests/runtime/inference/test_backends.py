@@ -51,7 +51,7 @@ def test_ort_errors(tiny_dir, tmp_path):
     with pytest.raises(ModelError, match="cannot load"):
         OrtBackend(broken, None)
     with pytest.raises(ConfigError, match="unknown inference backend"):
-        open_backend("openvino", tiny_dir, spec)
+        open_backend("nonexistent", tiny_dir, spec)
     with pytest.raises(ConfigError, match="no TensorRT engine"):
         open_backend("tensorrt", tiny_dir, spec)
 
