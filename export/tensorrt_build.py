@@ -369,6 +369,9 @@ def build_engines(model_dir: str | pathlib.Path, manifest: Manifest, fp16: bool 
     precision = precision or ("fp16" if fp16 else "fp32")
     if precision not in PRECISIONS:
         raise ConfigError(f"TensorRT precision must be one of {list(PRECISIONS)}, got '{precision}'")
+    if precision != "fp32" and manifest.precision != "fp32":
+        log.warning("the graphs were exported in %s: the recipe's fp32 layers cannot restore what the export "
+                    "rounded away; build %s engines from an fp32 export", manifest.precision, precision)
     cache = pathlib.Path(timing_cache) if timing_cache else model_dir / "timing.cache"
     batches: dict[str, list[dict]] = {}
     if precision == "int8":
