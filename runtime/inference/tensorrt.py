@@ -359,17 +359,23 @@ class TensorRTBackend:
         self.context.set_tensor_address(name, source.ptr)
         self._set(name, DEVICE_IN)
 
-    def bind_device_outputs(self, producer: TensorRTBackend, names) -> None:
+    def bind_device_outputs(self, producer: TensorRTBackend, names, host_outputs=()) -> None:
         """Read `names` in place from `producer`'s output buffers (no host round trip, no copy):
         the producer keeps them on the device and this engine's inputs point at them. Done once
-        at load; every later producer.run() refreshes what this engine reads."""
+        at load; every later producer.run() refreshes what this engine reads. The producer's other
+        outputs (the encoder's obs_tokens, which nothing reads at runtime) stay on the device too,
+        except `host_outputs`; np.asarray() on a returned DeviceTensor copies it when wanted."""
         names = list(names)
         for name in names:
             if name not in self.input_names:
                 raise ModelError(f"TensorRT engine {self.graph} has no input '{name}'")
-        producer.keep_on_device(names)
         for name in names:
-            self._link(name, producer.device_tensor(name))
+            slot = producer.slots.get(name)
+            if slot is None or slot.is_input:
+                raise ModelError(f"TensorRT engine {producer.graph} has no output '{name}'")
+            self._link(name, DeviceTensor(name, slot.shape, np.dtype(slot.dtype), producer.ptrs[name], producer))
+        keep = set(host_outputs)
+        producer.keep_on_device([n for n in producer.output_names if n not in keep])
 
     def bind_static(self, inputs: dict) -> None:
         """Bind inputs that stay fixed for the rest of the inference: host arrays are copied once
@@ -438,6 +444,5 @@ def share_device_outputs(producer, consumer, names, host_outputs=()) -> bool:
         return False
     if producer.device is not consumer.device:
         return False
-    consumer.bind_device_outputs(producer, names)
-    producer.keep_on_device([n for n in producer.output_names if n not in set(host_outputs)])
+    consumer.bind_device_outputs(producer, names, host_outputs)
     return True

@@ -377,3 +377,31 @@ def test_asking_another_precision_than_the_engine_was_built_for(tmp_path):
         TensorRTBackend(path, enc_spec, device=dev, trt_module=fake_trt(dev), precision="fp16")
     assert TensorRTBackend(path, enc_spec, device=dev, trt_module=fake_trt(dev), precision="fp32",
                            threads=2).precision == "fp32"
+
+
+def test_the_controller_runs_on_linked_engines_with_only_obs_and_sample_on_the_bus(tmp_path):
+    """runtime.controller.Controller as from_dir wires it for TensorRT (denoiser.bind_device_outputs)."""
+    from export.model.arch import get_preset
+    from runtime.controller import Controller
+    from runtime.controller.ddim import DDIMSampler
+    from runtime.controller.manifest import Manifest
+
+    dev = FakeDevice()
+    enc, den = backends(tmp_path, dev)
+    den.bind_device_outputs(enc, kv_names(2))
+    scheduler = dict(get_preset("_test_tiny").scheduler)
+    sampler = DDIMSampler(scheduler, STEPS)
+    manifest = Manifest(arch={"n_layer": 2}, action_horizon=64, action_dim=13, num_obs_tokens=5,
+                        num_inference_steps=STEPS, scheduler=scheduler, timesteps=[int(t) for t in sampler.timesteps],
+                        normalizer={"scale": [0.5] * 13, "offset": [0.1] * 13},
+                        graphs={"encoder": enc.spec, "denoiser": den.spec})
+    controller = Controller(manifest, enc, den)
+    obs = observations(enc.spec)
+    noise = np.random.default_rng(3).standard_normal((1, 64, 13)).astype(np.float32)
+    action = controller.predict(obs, noise=noise)
+    means = [float(v) for v in encoder_math(obs, kv_names(2)).values()]
+    sample = noise
+    for t in sampler.timesteps:
+        sample = sampler.step(denoiser_math(sample, np.asarray([t], np.float32), means), int(t), sample)
+    np.testing.assert_allclose(action, (sample.reshape(64, 13) - 0.1) / 0.5, rtol=1e-4, atol=1e-5)
+    assert dev.htod_bytes + dev.dtoh_bytes == sum(v.nbytes for v in obs.values()) + STEPS * (2 * noise.nbytes + 4)
