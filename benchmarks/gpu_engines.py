@@ -54,9 +54,11 @@ def check_preset(preset: str, repeats: int) -> list[dict]:
             t0 = time.perf_counter()
             build_engines(model_dir, Manifest.load(model_dir), precision=precision, progress=False)
             row["build_s"] = time.perf_counter() - t0
-            controller = Controller.from_dir(model_dir, backend="tensorrt")
-            row["kv_shared_on_device"] = share_device_outputs(controller.encoder, controller.denoiser,
-                                                              controller.kv_names)
+            controller = Controller.from_dir(model_dir, backend="tensorrt", precision=precision,
+                                             allow_unverified=True)  # this check is the verification
+            share_device_outputs(controller.encoder, controller.denoiser, controller.kv_names)  # idempotent
+            row["kv_shared_on_device"] = all(controller.denoiser.slots[n].placement == "device_in"
+                                             for n in controller.kv_names)
             timed = _timed_controller(controller, obs, noise, repeats)
             err = float(np.abs(timed["action"] - reference).max())
             row.update(status="ok", encoder_ms=timed["encoder_ms"], denoise_ms=timed["denoise_ms"],
