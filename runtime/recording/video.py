@@ -64,6 +64,15 @@ class VideoSink:
 
     def _open(self, width: int, height: int) -> None:
         self._size = (width, height)
+        from runtime.data import h264
+
+        if h264.available():  # H.264 yuv420p plays in browsers; mp4v does not
+            try:
+                path = self.stem.with_suffix(".mp4")
+                self._writer, self.path = _H264Adapter(h264.H264Writer(path, self.fps, bgr=True)), path
+                return
+            except Exception as exc:  # noqa: BLE001 - a failing video never stops the recording
+                log.warning("recording: H.264 via PyAV failed (%s); falling back to OpenCV", exc)
         for suffix, fourcc in ((".mp4", "mp4v"), (".avi", "MJPG")):
             path = self.stem.with_suffix(suffix)
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, self._size)
@@ -79,3 +88,16 @@ class VideoSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+
+
+class _H264Adapter:
+    """PyAV's H.264 writer behind OpenCV VideoWriter's write/release."""
+
+    def __init__(self, writer) -> None:
+        self._w = writer
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self._w.write(frame_bgr)
+
+    def release(self) -> None:
+        self._w.close()

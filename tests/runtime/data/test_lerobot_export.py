@@ -185,3 +185,13 @@ def test_data_info_reports_a_corrupt_episode(recorded, tmp_path, capsys):
     rc = main(["data", "info", str(src)])
     out = capsys.readouterr().out
     assert rc == 1 and "1 corrupt" in out and "1 ok" in out and "events.jsonl" in out
+
+
+def test_episode_video_is_h264_with_the_recorded_frame_count(recorded):
+    for path in recorded[1]:
+        info = json.loads((path / "episode.json").read_text())
+        assert info["video"] == "video.mp4"
+        with av.open(str(path / "video.mp4")) as c:
+            s = c.streams.video[0]
+            assert s.codec_context.name == "h264" and s.codec_context.pix_fmt == "yuv420p"
+            assert sum(1 for _ in c.decode(s)) == info["frames"]
