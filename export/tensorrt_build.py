@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from runtime.controller.manifest import DENOISER, ENCODER, OBS_K, OBS_V, GraphSpec, Manifest
 from runtime.errors import ConfigError, MissingExtraError, ModelError, require
-from runtime.inference.tensorrt import engine_meta_path
+from runtime.inference.tensorrt import engine_file_name, engine_meta_path
 
 log = logging.getLogger(__name__)
 WORKSPACE_BYTES = 4 << 30
@@ -354,11 +354,6 @@ def build_engine(onnx_path: pathlib.Path, spec: GraphSpec, engine_path: pathlib.
     return pinned
 
 
-def engine_file_name(spec: GraphSpec, precision: str) -> str:
-    suffix = {"fp32": ".engine", "fp16": ".fp16.engine", "int8": ".int8.engine"}[precision]
-    return pathlib.Path(spec.file).with_suffix(suffix).name
-
-
 def build_engines(model_dir: str | pathlib.Path, manifest: Manifest, fp16: bool = False,
                   timing_cache: str | None = None, progress: bool = True, precision: str | None = None,
                   calibration: str | pathlib.Path | None = None, max_calibration: int = 32) -> Manifest:
@@ -380,7 +375,7 @@ def build_engines(model_dir: str | pathlib.Path, manifest: Manifest, fp16: bool 
         batches = controller_calibration(model_dir, manifest, calibration, max_calibration)
     for name in (ENCODER, DENOISER):
         spec = manifest.graph(name)
-        engine = engine_file_name(spec, precision)
+        engine = engine_file_name(spec.file, precision)
         log.info("building TensorRT engine %s", engine)
         build_engine(model_dir / spec.file, spec, model_dir / engine, timing_cache=cache, progress=progress,
                      precision=precision, calibration=batches.get(name))

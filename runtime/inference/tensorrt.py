@@ -47,6 +47,16 @@ REBUILD_HINT = "rebuild it on this machine with `dexgrasp engine build --model D
 # --- engine metadata (written by export/tensorrt_build.py next to each engine) -------------------
 
 
+ENGINE_SUFFIX = {"fp32": ".engine", "fp16": ".fp16.engine", "int8": ".int8.engine"}
+
+
+def engine_file_name(graph_file: str, precision: str) -> str:
+    """`encoder.onnx`, fp16 -> `encoder.fp16.engine`: where the builder writes, the runtime looks."""
+    if precision not in ENGINE_SUFFIX:
+        raise ModelError(f"TensorRT precision must be one of {list(ENGINE_SUFFIX)}, got '{precision}'")
+    return pathlib.Path(graph_file).with_suffix(ENGINE_SUFFIX[precision]).name
+
+
 def engine_meta_path(engine_path: pathlib.Path) -> pathlib.Path:
     """`encoder.fp16.engine` -> `encoder.fp16.engine.json`."""
     return engine_path.with_name(engine_path.name + ".json")

@@ -405,3 +405,12 @@ def test_the_controller_runs_on_linked_engines_with_only_obs_and_sample_on_the_b
         sample = sampler.step(denoiser_math(sample, np.asarray([t], np.float32), means), int(t), sample)
     np.testing.assert_allclose(action, (sample.reshape(64, 13) - 0.1) / 0.5, rtol=1e-4, atol=1e-5)
     assert dev.htod_bytes + dev.dtoh_bytes == sum(v.nbytes for v in obs.values()) + STEPS * (2 * noise.nbytes + 4)
+
+
+def test_engine_file_names_per_precision():
+    from runtime.inference.tensorrt import engine_file_name
+
+    assert [engine_file_name("encoder.onnx", p) for p in ("fp32", "fp16", "int8")] == [
+        "encoder.engine", "encoder.fp16.engine", "encoder.int8.engine"]
+    with pytest.raises(ModelError, match="precision must be one of"):
+        engine_file_name("encoder.onnx", "bf16")
