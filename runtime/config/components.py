@@ -162,6 +162,9 @@ def make_policy(cfg: RuntimeConfig, model_dir=None):
 
     cached = not (model_dir or p.model_dir)
     model_dir = model_dir or resolve_model_dir(p)
+    from runtime.joint_space import check_model_dir
+
+    check_model_dir(cfg.robot, model_dir)  # another joint layout's model: refused before anything loads
     backend, precision, why = p.backend, p.precision, "configured"
     if backend == "auto":
         from runtime.inference.auto import choose

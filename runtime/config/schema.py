@@ -17,18 +17,38 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
-ARM_JOINTS = 7
-HAND_JOINTS = 6
+from runtime.joint_space import (
+    DEFAULT_ARM_LOWER_RAD as _DEFAULT_ARM_LOWER_RAD,
+)
+from runtime.joint_space import (
+    DEFAULT_ARM_NAMES,
+    DEFAULT_HAND_NAMES,
+    HAND_RANGE,  # noqa: F401  (re-exported: part of the documented caps)
+    JOINT_LIMIT_CAP_RAD,  # noqa: F401
+    UPSTREAM_ARM_JOINTS,
+    UPSTREAM_HAND_JOINTS,
+    JointSpace,
+    check_arm_radians,
+    check_hand_range,
+    check_units,
+)
+from runtime.joint_space import (
+    DEFAULT_ARM_UPPER_RAD as _DEFAULT_ARM_UPPER_RAD,
+)
+
+# Upstream's layout (7 arm joints in radians, then 6 hand joints normalised to [0, 1]): the
+# default of a config that names no joints. A config's own counts come from its joint names
+# (RobotConfig.n_arm / n_hand / n_joints, runtime.joint_space.JointSpace); these constants are
+# only the defaults.
+ARM_JOINTS = UPSTREAM_ARM_JOINTS
+HAND_JOINTS = UPSTREAM_HAND_JOINTS
 N_JOINTS = ARM_JOINTS + HAND_JOINTS
 
-# Upstream DexGraspVLA's arm limits (radians); the hand joints are normalised to [0, 1].
-DEFAULT_ARM_LOWER_RAD = [-3.1, -2.268, -3.1, -2.355, -3.1, -2.233, -6.28]
-DEFAULT_ARM_UPPER_RAD = [3.1, 2.268, 3.1, 2.355, 3.1, 2.233, 6.28]
-DEFAULT_JOINT_NAMES = [f"arm_joint_{i + 1}" for i in range(ARM_JOINTS)] + [
-    f"hand_joint_{i + 1}" for i in range(HAND_JOINTS)
-]
+DEFAULT_ARM_LOWER_RAD = list(_DEFAULT_ARM_LOWER_RAD)
+DEFAULT_ARM_UPPER_RAD = list(_DEFAULT_ARM_UPPER_RAD)
+DEFAULT_JOINT_NAMES = list(DEFAULT_ARM_NAMES) + list(DEFAULT_HAND_NAMES)
 
 
 # Sanity caps of the safety envelope (inclusive). Documented in docs/configuration.md.
@@ -42,8 +62,6 @@ SAFETY_CAPS: dict[str, float] = {
     "max_state_age_ms": 1000.0,
     "max_perception_age_ms": 5000.0,
 }
-JOINT_LIMIT_CAP_RAD = 2 * math.pi  # arm limits and home pose within +-2 pi
-HAND_RANGE = (0.0, 1.0)  # hand joints are normalised
 
 
 def _capped(name: str, default: float):
@@ -55,48 +73,97 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _check_len(name: str, values: list[float] | None, n: int) -> None:
+def _check_len(name: str, values: list[float] | None, n: int, why: str = "") -> None:
     if values is not None and len(values) != n:
-        raise ValueError(f"{name} needs {n} values, got {len(values)}")
+        raise ValueError(f"{name} needs {n} values, got {len(values)}{why}")
+
+
+def _hand_count(data: dict) -> int:
+    return len(data.get("hand_joint_names") or DEFAULT_HAND_NAMES)
+
+
+def _joint_count(data: dict) -> int:
+    return len(data.get("arm_joint_names") or DEFAULT_ARM_NAMES) + _hand_count(data)
 
 
 class RobotConfig(Section):
-    """Joint layout: 7 arm joints (radians) then 6 hand joints (normalised [0, 1])."""
+    """The joint space (runtime/joint_space.py): arm joints (radians) then hand joints (normalised
+    [0, 1]). Counts come from the names: `arm_joint_names` and `hand_joint_names` (default:
+    upstream's 7 + 6); every list below has one value per joint of its group."""
 
-    joint_names: list[str] = Field(default_factory=lambda: list(DEFAULT_JOINT_NAMES))
+    # The only arm unit driven; degrees are refused with a hint to convert (the model is in radians).
+    units: str = "rad"
+    arm_joint_names: list[str] = Field(default_factory=lambda: list(DEFAULT_ARM_NAMES))
+    hand_joint_names: list[str] = Field(default_factory=lambda: list(DEFAULT_HAND_NAMES))
     arm_lower_rad: list[float] = Field(default_factory=lambda: list(DEFAULT_ARM_LOWER_RAD))
     arm_upper_rad: list[float] = Field(default_factory=lambda: list(DEFAULT_ARM_UPPER_RAD))
-    hand_lower: list[float] = Field(default_factory=lambda: [0.0] * HAND_JOINTS)
-    hand_upper: list[float] = Field(default_factory=lambda: [1.0] * HAND_JOINTS)
-    # Where the emulator starts; on a real robot the measured state is used instead.
-    home_positions: list[float] = Field(default_factory=lambda: [0.0] * N_JOINTS)
+    hand_lower: list[float] = Field(default_factory=lambda data: [0.0] * _hand_count(data))
+    hand_upper: list[float] = Field(default_factory=lambda data: [1.0] * _hand_count(data))
+    # Where `home` drives the arm (and the emulator starts); on a real robot the measured state is used.
+    home_positions: list[float] = Field(default_factory=lambda data: [0.0] * _joint_count(data))
+    # Where the arm puts a grasped object down; null = the home pose.
+    place_positions: list[float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_joint_names(cls, data: Any) -> Any:
+        """`joint_names` (all joints, arm first) is accepted as before: split after the arm's
+        limits; when the groups are given as well (a dumped config) they must agree."""
+        if not isinstance(data, dict) or "joint_names" not in data:
+            return data
+        data = dict(data)
+        names = list(data.pop("joint_names") or [])
+        if "arm_joint_names" in data or "hand_joint_names" in data:
+            groups = list(data.get("arm_joint_names") or DEFAULT_ARM_NAMES) + list(
+                data.get("hand_joint_names") or DEFAULT_HAND_NAMES)
+            if names != groups:
+                raise ValueError(f"joint_names {names} disagrees with arm_joint_names + hand_joint_names {groups}")
+            return data
+        n_arm = len(data.get("arm_lower_rad") or DEFAULT_ARM_LOWER_RAD)
+        data["arm_joint_names"], data["hand_joint_names"] = names[:n_arm], names[n_arm:]
+        return data
 
     @model_validator(mode="after")
     def _shapes(self) -> RobotConfig:
-        _check_len("joint_names", self.joint_names, N_JOINTS)
-        _check_len("arm_lower_rad", self.arm_lower_rad, ARM_JOINTS)
-        _check_len("arm_upper_rad", self.arm_upper_rad, ARM_JOINTS)
-        _check_len("hand_lower", self.hand_lower, HAND_JOINTS)
-        _check_len("hand_upper", self.hand_upper, HAND_JOINTS)
-        _check_len("home_positions", self.home_positions, N_JOINTS)
-        cap = JOINT_LIMIT_CAP_RAD
-        for name, lo, hi, unit in (("arm_lower_rad", -cap, cap, " rad"), ("arm_upper_rad", -cap, cap, " rad"),
-                                   ("hand_lower", *HAND_RANGE, ""), ("hand_upper", *HAND_RANGE, "")):
-            values = getattr(self, name)
-            if not all(math.isfinite(v) and lo <= v <= hi for v in values):
-                raise ValueError(f"robot.{name}: every value must be finite and within [{lo:.6g}, {hi:.6g}]{unit}, "
-                                 f"got {values}")
-        lower = self.arm_lower_rad + self.hand_lower
-        upper = self.arm_upper_rad + self.hand_upper
-        for i, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
-            if not lo < hi:
-                raise ValueError(f"joint {self.joint_names[i]}: lower limit {lo} must be < upper limit {hi}")
-        if not all(math.isfinite(v) for v in self.home_positions):
-            raise ValueError(f"robot.home_positions: every value must be finite, got {self.home_positions}")
-        for name, q, lo, hi in zip(self.joint_names, self.home_positions, lower, upper, strict=True):
-            if not lo <= q <= hi:
-                raise ValueError(f"robot.home_positions: {name} = {q:g} is outside its limits [{lo:g}, {hi:g}]")
+        check_units(self.units)  # here, not a field validator: a failed field spoils the default factories
+        n_arm, n_hand = self.n_arm, self.n_hand
+        if n_arm == 0:
+            raise ValueError("robot.arm_joint_names: at least one arm joint is needed")
+        for name, n, what in (("arm_lower_rad", n_arm, "arm_joint_names"), ("arm_upper_rad", n_arm, "arm_joint_names"),
+                              ("hand_lower", n_hand, "hand_joint_names"), ("hand_upper", n_hand, "hand_joint_names"),
+                              ("home_positions", n_arm + n_hand, "arm + hand joint names"),
+                              ("place_positions", n_arm + n_hand, "arm + hand joint names")):
+            _check_len(name, getattr(self, name), n, f" (one per robot.{what})")
+        for name in ("arm_lower_rad", "arm_upper_rad"):
+            check_arm_radians(name, getattr(self, name))
+        for name in ("hand_lower", "hand_upper"):
+            check_hand_range(name, getattr(self, name))
+        for pose in ("home_positions", "place_positions"):
+            q = getattr(self, pose)
+            if q is None:
+                continue
+            if not all(math.isfinite(v) for v in q):
+                raise ValueError(f"robot.{pose}: every value must be finite, got {q}")
+            check_arm_radians(pose, q[:n_arm])
+        self.joint_space()  # names unique, lower < upper, poses inside the limits
         return self
+
+    @computed_field  # in dumps (provenance, the control process's copy), read back by _legacy_joint_names
+    @property
+    def joint_names(self) -> list[str]:
+        return list(self.arm_joint_names) + list(self.hand_joint_names)
+
+    @property
+    def n_arm(self) -> int:
+        return len(self.arm_joint_names)
+
+    @property
+    def n_hand(self) -> int:
+        return len(self.hand_joint_names)
+
+    @property
+    def n_joints(self) -> int:
+        return self.n_arm + self.n_hand
 
     @property
     def lower(self) -> list[float]:
@@ -105,6 +172,9 @@ class RobotConfig(Section):
     @property
     def upper(self) -> list[float]:
         return self.arm_upper_rad + self.hand_upper
+
+    def joint_space(self) -> JointSpace:
+        return JointSpace.from_config(self)
 
 
 class RealtimeConfig(Section):
@@ -183,6 +253,8 @@ class SafetyConfig(Section):
     # The loop holds when the robot state or the head camera is older than this.
     max_state_age_ms: float = _capped("max_state_age_ms", 50.0)
     max_perception_age_ms: float = _capped("max_perception_age_ms", 500.0)
+    # First runs: every velocity and acceleration limit above is multiplied by this (0 < s <= 1).
+    speed_scale: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     # Re-arm on our own after a link loss clears. Sim only: refused with bridge.kind 'serial'
     # (real hardware), where an operator re-arms.
     auto_rearm: bool = False
@@ -362,10 +434,10 @@ class RuntimeConfig(Section):
             return self
         if "home_positions" not in self.robot.model_fields_set:
             raise ValueError(
-                "robot.home_positions: bridge.kind 'serial' drives real hardware, so the config must name "
-                f"its home pose ({N_JOINTS} values: {ARM_JOINTS} arm rad, {HAND_JOINTS} hand); the default "
+                f"robot.home_positions: bridge.kind '{self.bridge.kind}' drives real hardware, so the config must name "
+                f"its home pose ({self.robot.n_joints} values: {self.robot.n_arm} arm rad, {self.robot.n_hand} hand); the default "
                 "of all zeros may be a collision pose")
         if self.safety.auto_rearm:
             raise ValueError("safety.auto_rearm: re-arming without an operator is sim-only; bridge.kind "
-                             "'serial' (real hardware) needs auto_rearm: false (an operator re-arms)")
+                             f"'{self.bridge.kind}' (real hardware) needs auto_rearm: false (an operator re-arms)")
         return self

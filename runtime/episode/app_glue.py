@@ -172,6 +172,15 @@ class AppActuator:
             events.append(signal)
         return events
 
+    def _layout(self) -> tuple[int, int]:
+        """(arm joints, all joints) of the app's joint space (upstream's 7 + 6 without a config)."""
+        robot = getattr(getattr(self.app, "cfg", None), "robot", None)
+        if robot is None:
+            from runtime.joint_space import UPSTREAM_ARM_JOINTS, UPSTREAM_HAND_JOINTS
+
+            return UPSTREAM_ARM_JOINTS, UPSTREAM_ARM_JOINTS + UPSTREAM_HAND_JOINTS
+        return robot.n_arm, robot.n_joints
+
     def _grasp_signal(self, now: float) -> GraspSignal | None:
         """Closed = the hand joints moved `hand_closed_delta` (mean, normalised units) away from where
         they were when the controller took over (so it works whichever value means "open"); lifted =
@@ -184,9 +193,10 @@ class AppActuator:
             q = np.asarray(bridge.latest_state(0.5).positions, dtype=np.float64)
         except (StaleDataError, AttributeError):
             return None
-        if q.size < 13 or not np.all(np.isfinite(q)):
-            return None
-        hand = q[7:13]
+        n_arm, n = self._layout()
+        if n == n_arm or q.size < n or not np.all(np.isfinite(q)):
+            return None  # no hand joints to see a grasp in, or a short / glitched state
+        hand = q[n_arm:n]
         if self._hand_ref is None:
             self._hand_ref = hand.copy()
         closed = float(np.mean(np.abs(hand - self._hand_ref))) >= self.hand_closed_delta

@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+# The model's [-1, 1] arm scaling lives with the joint space; re-exported for older imports.
+from runtime.joint_space import scale_arm, unscale_arm  # noqa: F401
+
 INTERPOLATIONS = ("linear", "cubic", "hold")
 
 
@@ -88,13 +91,3 @@ class TimedChunk:
                 + (3.0 * p1 - p0 - 3.0 * p2 + p3) * f3
             )
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-
-
-def scale_arm(normalized: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """Upstream's `scale`: [-1, 1] -> [lower, upper] (arm actions come out of the policy normalised)."""
-    return 0.5 * (normalized + 1.0) * (upper - lower) + lower
-
-
-def unscale_arm(positions: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """Upstream's `unscale`: [lower, upper] -> [-1, 1] (the arm part of the state fed to the policy)."""
-    return (positions - lower) * 2.0 / (upper - lower) - 1.0

@@ -86,11 +86,9 @@ class ChunkExecutor:
 
     @classmethod
     def from_config(cls, cfg) -> ChunkExecutor:
-        from runtime.config.schema import N_JOINTS
-
         ex, ctl = cfg.execution, cfg.control
         return cls(
-            n_joints=N_JOINTS,
+            n_joints=cfg.robot.n_joints,
             action_dt_s=1.0 / ctl.action_rate_hz,
             mode=ex.mode,
             upstream_execute_n=ex.upstream_execute_n,

@@ -28,16 +28,21 @@ class JointLimits:
 
     @classmethod
     def from_config(cls, robot, safety) -> JointLimits:
-        from runtime.config.schema import ARM_JOINTS, HAND_JOINTS
+        """Limits of the config's joint space (runtime/joint_space.py). `safety.speed_scale`
+        (0 < s <= 1) multiplies every velocity and acceleration limit, for first runs on a new
+        robot; position limits are never scaled."""
+        from runtime.joint_space import JointSpace
 
-        def per_joint(arm: float, hand: float) -> np.ndarray:
-            return np.array([arm] * ARM_JOINTS + [hand] * HAND_JOINTS, dtype=np.float64)
-
+        space = JointSpace.from_config(robot)
+        s = float(getattr(safety, "speed_scale", 1.0))
+        if not (0.0 < s <= 1.0 and math.isfinite(s)):
+            raise ValueError(f"safety.speed_scale must be in (0, 1], got {s}")
         return cls(
-            lower=np.asarray(robot.lower, dtype=np.float64),
-            upper=np.asarray(robot.upper, dtype=np.float64),
-            max_velocity=per_joint(safety.max_velocity_arm_rad_s, safety.max_velocity_hand_per_s),
-            max_acceleration=per_joint(safety.max_acceleration_arm_rad_s2, safety.max_acceleration_hand_per_s2),
+            lower=space.lower.copy(),
+            upper=space.upper.copy(),
+            max_velocity=s * space.per_joint(safety.max_velocity_arm_rad_s, safety.max_velocity_hand_per_s),
+            max_acceleration=s * space.per_joint(safety.max_acceleration_arm_rad_s2,
+                                                 safety.max_acceleration_hand_per_s2),
         )
 
     @property

@@ -16,22 +16,22 @@ from typing import Protocol
 import numpy as np
 
 from runtime.clock import Clock
-from runtime.errors import StaleDataError
-from runtime.execution.chunk import TimedChunk, scale_arm, unscale_arm
+from runtime.errors import ModelError, StaleDataError
+from runtime.execution.chunk import TimedChunk
 from runtime.execution.requests import ChunkRequests
+from runtime.joint_space import scale_arm, unscale_arm
 from runtime.mailbox import Mailbox
 from runtime.stats import LatencyStats
 from runtime.workers.base import WorkerThread
 
 log = logging.getLogger(__name__)
 
-ARM = 7
-
 
 class ChunkPolicy(Protocol):
     def predict_chunk(self, head_bgr: np.ndarray, mask: np.ndarray, wrist_bgr: np.ndarray,
                       state13: np.ndarray) -> np.ndarray:
-        """(H, 13) float actions in upstream's space (arm in [-1, 1]). Blocks for the inference."""
+        """(H, J) float actions in the model's space (arm in [-1, 1], hand as is; J joints of the
+        config's joint space, 13 for upstream's robot). Blocks for the inference."""
 
 
 class ControllerPolicy:
@@ -86,6 +86,12 @@ class PolicyWorker(WorkerThread):
         self.chunks_out = chunks_out
         self.arm_lower = np.asarray(arm_lower, dtype=np.float64)
         self.arm_upper = np.asarray(arm_upper, dtype=np.float64)
+        # The arm's joint count is the length of its limits (the config's joint space); the rest of
+        # the state and of every action are hand joints, passed through unscaled.
+        self.n_arm = int(self.arm_lower.size)
+        if self.arm_upper.shape != self.arm_lower.shape or self.n_arm == 0:
+            raise ValueError(f"arm limits must be two equal, non-empty lists, got {self.arm_lower.size} "
+                             f"and {self.arm_upper.size} values")
         self.action_dt_s = action_dt_s
         self.max_observation_age_s = max_observation_age_s
         self.clock = clock or Clock()
@@ -125,15 +131,19 @@ class PolicyWorker(WorkerThread):
             img = head.value.image
             mask = np.zeros(img.shape[:2], dtype=np.uint8)
         t_obs = min(head.t_capture, wrist.t_capture)
-        state13 = np.concatenate([unscale_arm(state[:ARM], self.arm_lower, self.arm_upper), state[ARM:]])
+        arm = self.n_arm
+        state13 = np.concatenate([unscale_arm(state[:arm], self.arm_lower, self.arm_upper), state[arm:]])
         t0 = self.clock.now()
         raw = np.asarray(self.policy.predict_chunk(head.value.image, mask, wrist.value.image, state13))
         t1 = self.clock.now()
         self.latency.add(t1 - t0)
         self.inferences += 1
         positions = raw.astype(np.float64, copy=True)
-        if positions.ndim == 2 and positions.shape[1] >= ARM:
-            positions[:, :ARM] = scale_arm(positions[:, :ARM], self.arm_lower, self.arm_upper)
+        if positions.ndim != 2 or positions.shape[1] != state.size:
+            # A model for another joint layout must not move this robot (checked at load too).
+            raise ModelError(f"policy returned actions of shape {positions.shape}, expected (H, {state.size}) "
+                             "for this robot's joint space")
+        positions[:, :arm] = scale_arm(positions[:, :arm], self.arm_lower, self.arm_upper)
         chunk = TimedChunk(
             positions=positions, t_obs=t_obs, t_start=t_obs, dt_s=self.action_dt_s,
             seq=self.inferences, t_ready=t1, inference_s=t1 - t0,
