@@ -50,6 +50,10 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
         bridge = FakeBridge(13, clock, start=np.asarray(cfg.robot.home_positions),
                             lower=np.asarray(cfg.robot.lower), upper=np.asarray(cfg.robot.upper))
         return BridgeHandle(bridge, description="fake bridge")
+    if b.kind == "mujoco":
+        from runtime.sim.bridge import make_mujoco_bridge
+
+        return BridgeHandle(make_mujoco_bridge(cfg, clock), description="mujoco sim")
     from firmware_bridge.host import BridgeHost
     from firmware_bridge.joints import JointLimits as FirmwareLimits
     from runtime.execution.safety import JointLimits
@@ -122,6 +126,10 @@ def make_cameras(cfg: RuntimeConfig, clock: Clock, state_fn: Callable[[], np.nda
                           clock=clock, bag_path=cam.bag_path)
             cams.append(cls(**_accepted(cls.__init__, kwargs, "cameras")))
         return cams[0], cams[1], None
+    if c.kind == "mujoco":
+        from runtime.cameras.mujoco import make_mujoco_cameras
+
+        return make_mujoco_cameras(cfg, clock)
     raise ConfigError(f"cameras.kind {c.kind!r} is not supported")
 
 

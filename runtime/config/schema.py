@@ -269,7 +269,7 @@ class CameraConfig(Section):
 
 
 class CamerasConfig(Section):
-    kind: Literal["synthetic", "realsense"] = "synthetic"
+    kind: Literal["synthetic", "realsense", "mujoco"] = "synthetic"
     head: CameraConfig = Field(default_factory=CameraConfig)
     wrist: CameraConfig = Field(default_factory=CameraConfig)
     frame_timeout_ms: float = Field(default=500.0, gt=0)
@@ -357,7 +357,7 @@ class BridgeOptions(Section):
 
 
 class BridgeConfig(Section):
-    kind: Literal["emulator", "serial", "fake"] = "emulator"
+    kind: Literal["emulator", "serial", "fake", "mujoco"] = "emulator"
     port: str | None = None
     # The serial port's baud rate (a pseudo-terminal ignores it).
     baudrate: int = Field(default=1_000_000, gt=0, le=20_000_000)
