@@ -44,6 +44,10 @@ class BridgeHandle:
 def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     """Open the robot link. Blocks for the emulator start / serial handshake (< a few seconds)."""
     b = cfg.bridge
+    if b.kind == "ros2":
+        from runtime.robot.factory import make_ros2_link
+
+        return make_ros2_link(cfg, clock, make_bridge)
     if b.kind == "fake":
         from runtime.execution.fakes import FakeBridge
 

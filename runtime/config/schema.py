@@ -37,6 +37,7 @@ from runtime.joint_space import (
 from runtime.joint_space import (
     DEFAULT_ARM_UPPER_RAD as _DEFAULT_ARM_UPPER_RAD,
 )
+from runtime.robot.config import Ros2Options
 
 # Upstream's layout (7 arm joints in radians, then 6 hand joints normalised to [0, 1]): the
 # default of a config that names no joints. A config's own counts come from its joint names
@@ -357,16 +358,20 @@ class BridgeOptions(Section):
 
 
 class BridgeConfig(Section):
-    kind: Literal["emulator", "serial", "fake", "mujoco"] = "emulator"
+    kind: Literal["emulator", "serial", "fake", "mujoco", "ros2"] = "emulator"
     port: str | None = None
     # The serial port's baud rate (a pseudo-terminal ignores it).
     baudrate: int = Field(default=1_000_000, gt=0, le=20_000_000)
     options: BridgeOptions = Field(default_factory=BridgeOptions)
+    # bridge.kind ros2: the arm over ROS 2 (runtime/robot/config.py, docs/ros2.md).
+    ros2: Ros2Options | None = None
 
     @model_validator(mode="after")
     def _port(self) -> BridgeConfig:
         if self.kind == "serial" and not self.port:
             raise ValueError("bridge.kind 'serial' needs bridge.port (e.g. /dev/ttyACM0)")
+        if self.kind == "ros2" and self.ros2 is not None and self.ros2.hand == "serial" and not self.port:
+            raise ValueError("bridge.ros2.hand 'serial' needs bridge.port (the hand's serial port, e.g. /dev/ttyACM0)")
         return self
 
 
@@ -430,7 +435,11 @@ class RuntimeConfig(Section):
     @model_validator(mode="after")
     def _real_hardware(self) -> RuntimeConfig:
         """A config that drives a real arm names its home pose and leaves re-arming to an operator."""
-        if self.bridge.kind != "serial":
+        if self.bridge.kind == "ros2":
+            from runtime.robot.config import check_ros2_joints
+
+            check_ros2_joints(self.bridge.ros2, list(self.robot.joint_names))
+        if self.bridge.kind not in ("serial", "ros2"):
             return self
         if "home_positions" not in self.robot.model_fields_set:
             raise ValueError(
