@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "runtime.cli.bench",
     "data": "runtime.cli.data",
     "eval-offline": "runtime.cli.eval_offline",
+    "sim": "runtime.cli.sim",
 }
 
 DESCRIPTION = """\

@@ -82,3 +82,50 @@ def test_make_bridge_builds_arm_over_dds_and_hand_by_name():
     finally:
         assert handle.close() == []
         peer.close()
+
+
+def test_control_loop_drives_the_ros2_arm_and_holds_when_state_stops():
+    """The real ControlLoop.step() on the composite link: the arm is armed and streamed to, and a
+    driver that stops publishing makes the loop hold with nothing more on the wire."""
+    pytest.importorskip("cyclonedds", reason="the dds extra (cyclonedds) is not installed")
+    import time
+
+    from robot_dds_peer import ControllerPeer, fresh_domain_id
+
+    from runtime.execution.executor import ChunkExecutor
+    from runtime.execution.loop import ControlLoop
+    from runtime.execution.requests import ChunkRequests
+    from runtime.execution.safety import JointLimits, SafetyFilter
+    from runtime.mailbox import Mailbox
+
+    domain = fresh_domain_id()
+    peer = ControllerPeer(domain, CTRL, positions=HOME[:7])
+    cfg = load(cfg_dict(domain_id=domain, interface="lo", allow_multicast=False, peers=["127.0.0.1"],
+                        state_max_age_s=0.1))
+    clock = Clock()
+    handle = make_bridge(cfg, clock)
+    try:
+        rate = cfg.control.rate_hz
+        loop = ControlLoop(handle.bridge, ChunkExecutor.from_config(cfg),
+                           SafetyFilter(JointLimits.from_config(cfg.robot, cfg.safety), 1 / rate),
+                           Mailbox("chunks", clock), ChunkRequests(), rate, clock, max_state_age_s=0.1)
+        for _ in range(5):
+            loop.step(clock.now(), clock.now() + 1 / rate)
+            time.sleep(1 / rate)
+        assert handle.bridge.armed and loop.commands_sent >= 4
+        got = peer.wait_commands(4)
+        assert list(got[-1].joint_names) == CTRL and np.allclose(got[-1].points[0].positions, HOME[:7], atol=1e-6)
+        peer.publishing = False
+        deadline = time.monotonic() + 5
+        while handle.bridge.armed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        n_wire = len(peer.commands())
+        for _ in range(5):
+            loop.step(clock.now(), clock.now() + 1 / rate)
+        assert loop.hold_reason in ("robot_state_stale", "link_down")
+        assert not handle.bridge.armed and handle.bridge.needs_rearm
+        time.sleep(0.1)
+        assert len(peer.commands()) == n_wire  # held: nothing more reached the controller
+    finally:
+        handle.close()
+        peer.close()
