@@ -14,6 +14,7 @@ from runtime.errors import DexGraspError
 COMMANDS = {
     "demo": "runtime.cli.demo",
     "run": "runtime.cli.run",
+    "check": "runtime.cli.check",
     "export": "runtime.cli.export",
     "infer": "runtime.cli.infer",
     "engine": "runtime.cli.engine",
