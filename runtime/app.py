@@ -37,6 +37,7 @@ from runtime.realtime import (
     lock_memory,
     unlock_memory,
 )
+from runtime.robot.link import is_real_hardware
 from runtime.workers.dispatcher import ObserverDispatcher
 from runtime.workers.policy import PolicyWorker
 from runtime.workers.tracker import TrackerWorker
@@ -263,14 +264,14 @@ class App:
         from runtime.telemetry import command_trust_warnings, telemetry_config
 
         dds = telemetry_config(self.cfg.telemetry).dds
-        self.warnings.extend(command_trust_warnings(dds, real_hardware=self.cfg.bridge.kind == "serial"))
+        self.warnings.extend(command_trust_warnings(dds, real_hardware=is_real_hardware(self.cfg.bridge.kind)))
 
     def _build_observers(self) -> None:
         if self.cfg.telemetry is not None:
             from runtime.telemetry import make_telemetry
 
             node = make_telemetry(self.cfg.telemetry, submit=self.submit_command, name=self.cfg.name,
-                                  real_hardware=self.cfg.bridge.kind == "serial")
+                                  real_hardware=is_real_hardware(self.cfg.bridge.kind))
             if node is not None:
                 self.add_observer(node)
                 self._closers.append(("telemetry", node.stop))

@@ -439,7 +439,9 @@ class RuntimeConfig(Section):
             from runtime.robot.config import check_ros2_joints
 
             check_ros2_joints(self.bridge.ros2, list(self.robot.joint_names))
-        if self.bridge.kind not in ("serial", "ros2"):
+        from runtime.robot.link import is_real_hardware
+
+        if not is_real_hardware(self.bridge.kind):
             return self
         if "home_positions" not in self.robot.model_fields_set:
             raise ValueError(

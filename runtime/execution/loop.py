@@ -44,10 +44,12 @@ HISTOGRAM_BINS_US = (0, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 5000
 
 def effective_auto_rearm(cfg) -> bool:
     """Whether the loop may re-arm by itself after a safe-off or link loss: only with
-    safety.auto_rearm AND a simulated robot. On real hardware (bridge.kind "serial") motion after a
+    safety.auto_rearm AND a simulated robot. On real hardware (bridge.kind "serial" or "ros2") motion after a
     stall resumes only on an operator's `arm`, whatever the config says (config validation refuses
     auto_rearm there too; this is the runtime's own guard)."""
-    return bool(cfg.safety.auto_rearm) and cfg.bridge.kind != "serial"
+    from runtime.robot.link import is_real_hardware
+
+    return bool(cfg.safety.auto_rearm) and not is_real_hardware(cfg.bridge.kind)
 
 
 def lateness_histogram(lateness_s: np.ndarray) -> dict:

@@ -31,7 +31,7 @@ def make_telemetry(section: dict | TelemetryConfig | None, submit=None, name: st
     """A started TelemetryNode from the `telemetry:` config section, or None if DDS is disabled.
 
     `submit` is the runtime's thread-safe submit_command(dict); it can also be set later with
-    node.set_submit(). `real_hardware`: the bridge drives a real robot (bridge.kind "serial"):
+    node.set_submit(). `real_hardware`: the bridge drives a real robot (bridge.kind "serial" or "ros2"):
     commands then need DDS-Security or insecure_commands (security.command_trust_warnings raises
     ConfigError otherwise). Blocks < ~100 ms (participant creation).
     """

@@ -42,7 +42,7 @@ class DdsConfig:
     after it, so they win where both set the same element; nothing is dropped.
 
     commands: read operator commands on rt/dexgrasp/command (false: telemetry only). On real
-    hardware (bridge.kind "serial") commands need DDS-Security (`security`, or a <Security>
+    hardware (bridge.kind "serial" or "ros2") commands need DDS-Security (`security`, or a <Security>
     section in config_uri) or an explicit `insecure_commands: true`, reported loudly.
     """
 

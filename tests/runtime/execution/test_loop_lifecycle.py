@@ -87,6 +87,7 @@ def test_auto_rearm_is_never_effective_on_a_serial_bridge():
     assert effective_auto_rearm(cfg("emulator", True)) is True
     assert effective_auto_rearm(cfg("fake", True)) is True
     assert effective_auto_rearm(cfg("serial", True)) is False
+    assert effective_auto_rearm(cfg("ros2", True)) is False  # a ROS 2 arm is real hardware too
     assert effective_auto_rearm(cfg("emulator", False)) is False
 
 
