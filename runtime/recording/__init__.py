@@ -64,4 +64,6 @@ def make_recorder(section: dict | RecordingConfig | None, context=None, record_d
     robot = getattr(context, "robot", None)
     if robot is not None and raw.get("arm_joint_limits") is None and not raw.get("raw_joint_units", False):
         raw["arm_joint_limits"] = {"lower": list(robot.arm_lower_rad), "upper": list(robot.arm_upper_rad)}
+    if robot is not None and raw.get("state_dim") is None and hasattr(robot, "n_joints"):
+        raw["state_dim"] = robot.n_joints  # the config's joint space (upstream: 13)
     return EpisodeRecorder(RecordingConfig.from_dict(raw), provenance=build_provenance(context)).start()

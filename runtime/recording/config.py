@@ -32,8 +32,8 @@ class RecordingConfig:
         on this 2-core CPU, a quarter of the writer's budget, so they are scaled down first.
     queue_frames: frames buffered between the runtime and the writer thread; beyond it frames are
         dropped and counted (the runtime never waits for the disk).
-    arm_joint_limits: optional {"lower": [7], "upper": [7]} (robot units). When given, the first 7
-        state/action values are stored scaled to [-1, 1] like upstream's get_state(); without it
+    arm_joint_limits: optional {"lower": [n], "upper": [n]} (robot units, one per arm joint). When
+        given, the first n state/action values are stored scaled to [-1, 1] like upstream's get_state(); without it
         they are stored as the runtime hands them over.
     """
 
@@ -95,9 +95,12 @@ class RecordingConfig:
             raise ConfigError(f"{where}.compressor: expected one of {list(COMPRESSORS)}, got {self.compressor!r}")
         if self.arm_joint_limits is not None:
             lim = self.arm_joint_limits
+            # One value per arm joint (the config's joint space: upstream's arm has 7), at most state_dim.
             ok = isinstance(lim, dict) and set(lim) == {"lower", "upper"} and all(
-                isinstance(lim[k], (list, tuple)) and len(lim[k]) == 7 for k in ("lower", "upper"))
+                isinstance(lim[k], (list, tuple)) and 1 <= len(lim[k]) <= self.state_dim for k in ("lower", "upper")
+            ) and len(lim["lower"]) == len(lim["upper"])
             if not ok:
-                raise ConfigError(f"{where}.arm_joint_limits: expected {{lower: [7 numbers], upper: [7 numbers]}}, got {lim!r}")
+                raise ConfigError(f"{where}.arm_joint_limits: expected {{lower: [n numbers], upper: [n numbers]}} with "
+                                  f"one per arm joint (n <= state_dim {self.state_dim}), got {lim!r}")
             if any(hi <= lo for lo, hi in zip(lim["lower"], lim["upper"], strict=True)):
                 raise ConfigError(f"{where}.arm_joint_limits: every upper must exceed its lower, got {lim!r}")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.clock import Clock
+from runtime.joint_space import unscale_arm
 from runtime.recording.backends import ProcessBackend, ThreadBackend
 from runtime.recording.config import RecordingConfig
 from runtime.recording.episode_writer import FrameRecord
@@ -244,7 +245,8 @@ class EpisodeRecorder:
             return None
         if self._arm_lo is not None:
             pos = pos.copy()
-            pos[:7] = 2.0 * (pos[:7] - self._arm_lo) / (self._arm_hi - self._arm_lo) - 1.0
+            n_arm = self._arm_lo.size  # the arm joints of the config's joint space (upstream: 7)
+            pos[:n_arm] = unscale_arm(pos[:n_arm], self._arm_lo, self._arm_hi)
         return pos.astype(np.float32)
 
     def _put(self, kind: str, item) -> bool:

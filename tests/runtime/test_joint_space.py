@@ -191,3 +191,20 @@ def test_quarter_speed_takes_longer_to_reach_the_same_pose():
 def test_speed_scale_out_of_range_is_refused(bad):
     with pytest.raises(ConfigError, match="safety.speed_scale"):
         config_from_dict({"safety": {"speed_scale": bad}})
+
+
+def test_recorder_follows_the_joint_space(tmp_path):
+    from types import SimpleNamespace
+
+    from runtime.recording import make_recorder
+
+    cfg = config_from_dict({"robot": ROBOT12})
+    rec = make_recorder({"dir": str(tmp_path), "video": False, "writer": "thread"}, cfg)
+    try:
+        assert rec.cfg.state_dim == 12 and len(rec.cfg.arm_joint_limits["lower"]) == 6
+        q = np.array([-3.0, -1.0, 1.0, -3.0, -1.0, 1.0] + [0.25] * 6)  # arm limits [-3, 1]
+        stored = rec._joint_vector(SimpleNamespace(position=q, t=0.0), "state")
+        np.testing.assert_allclose(stored, [-1.0, 0.0, 1.0, -1.0, 0.0, 1.0] + [0.25] * 6)  # upstream's [-1, 1]
+        assert rec._joint_vector(SimpleNamespace(position=np.zeros(13), t=0.0), "state") is None  # other layout
+    finally:
+        rec.stop()
