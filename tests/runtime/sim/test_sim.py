@@ -162,3 +162,12 @@ def test_sim_process_steps_at_real_time_and_renders_timestamped_frames():
     finally:
         cam.disconnect()
     assert link.current() is None  # the last user released it: the process stopped
+
+
+def test_collect_refuses_a_config_that_is_not_on_the_sim(tmp_path, capsys):
+    from runtime.cli.main import main
+
+    rc = main(["sim", "collect", "--episodes", "1", "--output", str(tmp_path / "demos"), "--config", "configs/sim.yaml"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "needs bridge.kind and cameras.kind 'mujoco'" in err[0] and "'emulator'" in err[0]
