@@ -76,7 +76,13 @@ def acquire(cfg) -> SimLink:
     global _owned, _refs
     settings = settings_from_config(cfg, **overrides)
     with _lock:
-        if _owned is not None and _owned.alive:
+        if _owned is not None:
+            if not _owned.alive:
+                # A silently restarted world would put back objects mid-grasp: the loss is reported
+                # (cameras retry, the loop holds) until every user has released the dead one.
+                from runtime.errors import DeviceNotConnectedError
+
+                raise DeviceNotConnectedError(f"mujoco sim process ended (exit code {getattr(_owned.proc, 'exitcode', None)})")
             _refs += 1
             return SimLink(_owned.mem, _owned.settings, owned=True)
         name = os.environ.get(ENV)

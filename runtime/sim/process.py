@@ -194,6 +194,9 @@ def sim_main(settings: SimSettings, name: str, conn) -> None:
     try:
         mem = shm.SimMemory(settings.layout, name)
         sim = Simulator(settings)
+        # the first state and poses are in before anyone is told to attach
+        shm.write(mem["state"], sim.state(time.monotonic()))
+        shm.write(mem["obj"], sim.objects())
         mem["ctrl"][0], mem["ctrl"][2] = 1.0, os.getpid()
         conn.send(("ready", {"objects": [o.__dict__ for o in sim.spec.objects]}))
     except Exception as exc:  # reported to the parent, which raises it with the reason

@@ -171,3 +171,31 @@ def test_collect_refuses_a_config_that_is_not_on_the_sim(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "needs bridge.kind and cameras.kind 'mujoco'" in err[0] and "'emulator'" in err[0]
+
+
+def test_a_dead_sim_is_a_link_loss_not_a_silent_new_world():
+    import os
+    import signal
+
+    from runtime.clock import Clock
+    from runtime.config.loading import load_config
+    from runtime.errors import DeviceNotConnectedError
+    from runtime.sim import link
+    from runtime.sim.bridge import make_mujoco_bridge
+
+    tiny = {"width": 32, "height": 24, "fps": 5}
+    cfg = load_config("configs/mujoco.yaml", {"cameras": {"head": tiny, "wrist": tiny}})
+    bridge = make_mujoco_bridge(cfg, Clock())
+    try:
+        bridge.arm()
+        assert bridge.link_up
+        os.kill(link.current().proc.pid, signal.SIGKILL)
+        link.current().proc.join(5)
+        assert not bridge.link_up
+        with pytest.raises(DeviceNotConnectedError, match="not running"):
+            bridge.send_targets(np.array(HOME), 0.0)
+        with pytest.raises(DeviceNotConnectedError, match="sim process ended"):
+            link.acquire(cfg)
+    finally:
+        bridge.close()
+    assert link.current() is None and link.ENV not in os.environ
