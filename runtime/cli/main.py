@@ -26,6 +26,7 @@ COMMANDS = {
     "bench": "runtime.cli.bench",
     "data": "runtime.cli.data",
     "eval-offline": "runtime.cli.eval_offline",
+    "train": "runtime.cli.train",
     "sim": "runtime.cli.sim",
 }
 
