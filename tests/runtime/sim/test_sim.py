@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import runtime.sim  # noqa: E402,F401  (headless GL before mujoco is imported)
+
 pytest.importorskip("mujoco")
 
 from runtime.config.schema import RobotConfig  # noqa: E402
@@ -199,3 +201,24 @@ def test_a_dead_sim_is_a_link_loss_not_a_silent_new_world():
     finally:
         bridge.close()
     assert link.current() is None and link.ENV not in os.environ
+
+
+def test_ground_truth_masks_label_each_object_where_it_is_rendered():
+    from runtime.config.loading import load_config
+    from runtime.sim.process import Simulator, settings_from_config
+
+    cfg = load_config("configs/mujoco.yaml", {"cameras": {"head": {"width": 160, "height": 120},
+                                                          "wrist": {"width": 32, "height": 24}}})
+    sim = Simulator(settings_from_config(cfg, render_masks=True))
+    mask = sim.render("head", (160, 120), masks=True)
+    img = sim.render("head", (160, 120))
+    assert mask.shape == (120, 160) and set(np.unique(mask)) == {0, 1, 2, 3}  # three objects, table = 0
+    for i, o in enumerate(sim.spec.objects):
+        import cv2
+
+        from runtime.planner.local_backend import colour_mask
+
+        hsv = cv2.cvtColor(img[:, :, ::-1].copy(), cv2.COLOR_BGR2HSV)
+        seen = colour_mask(hsv, o.colour) > 0
+        # the object's pixels are its colour as the planner sees it
+        assert (seen & (mask == i + 1)).sum() >= 0.5 * (mask == i + 1).sum()
