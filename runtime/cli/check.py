@@ -53,6 +53,8 @@ class Check:
 
 
 def register(subparsers) -> None:
+    from runtime.cli.argtypes import number
+
     p = subparsers.add_parser("check", help="preflight checklist of a config (nothing moves)", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, metavar="CONFIG", help="YAML file or preset name (e.g. sim)")
@@ -61,7 +63,7 @@ def register(subparsers) -> None:
     p.add_argument("--allow-missing-hardware", action="store_true",
                    help="absent devices (skipped: no device) do not fail the check: exit 0 means the run would "
                         "start once they are connected")
-    p.add_argument("--timeout", type=float, default=3.0, metavar="S",
+    p.add_argument("--timeout", type=number(float, 0, 60, lo_open=True), default=3.0, metavar="S",
                    help="seconds to wait for each device or the planner (default 3)")
     p.set_defaults(func=main)
 
