@@ -208,3 +208,13 @@ def test_auto_choice(model, monkeypatch):
     assert (c.backend, c.precision) == ("openvino", "bf16") and "avx512_bf16" in c.reason
     monkeypatch.setattr(ovb, "bf16_support", lambda core=None: None)
     assert choose(model, verify_missing=True).describe().startswith("onnxruntime fp32 (CPU without")
+
+
+def test_tracker_graph_runner_precision_needs_openvino(model):
+    from runtime.tracking.learned.backend import GraphRunner
+
+    spec = Manifest.load(model).graph("denoiser")
+    with pytest.raises(ModelError, match="needs backend openvino"):
+        GraphRunner(model, "denoiser", spec, "onnxruntime", 1, precision="bf16")
+    runner = GraphRunner(model, "denoiser", spec, "openvino", 1)
+    assert runner._backend.name == "openvino" and runner._backend.precision == "fp32"
