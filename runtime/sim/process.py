@@ -41,6 +41,9 @@ class SimSettings:
     n_objects: int = 3
     render_masks: bool = False  # ground-truth object masks of the head view (evaluation only)
     scene_xml: str | None = None
+    # The sim plays the robot's servos and cameras, which a busy host CPU does not slow down: a
+    # low SCHED_FIFO priority (below the control loop's) where permitted, else ordinary scheduling.
+    sched_fifo_priority: int | None = 20
 
     @property
     def layout(self) -> shm.Layout:
@@ -190,6 +193,11 @@ class Simulator:
 def sim_main(settings: SimSettings, name: str, conn) -> None:
     """Entry point of the sim process: attach, build, say ready (or why not), run until told to stop."""
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if settings.sched_fifo_priority is not None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(settings.sched_fifo_priority)))
+        except (OSError, AttributeError):
+            pass  # not permitted here: the sim runs at ordinary priority and counts its lag
     mem = None
     try:
         mem = shm.SimMemory(settings.layout, name)
