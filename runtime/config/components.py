@@ -51,7 +51,7 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     if b.kind == "fake":
         from runtime.execution.fakes import FakeBridge
 
-        bridge = FakeBridge(13, clock, start=np.asarray(cfg.robot.home_positions),
+        bridge = FakeBridge(cfg.robot.n_joints, clock, start=np.asarray(cfg.robot.home_positions),
                             lower=np.asarray(cfg.robot.lower), upper=np.asarray(cfg.robot.upper))
         return BridgeHandle(bridge, description="fake bridge")
     if b.kind == "mujoco":

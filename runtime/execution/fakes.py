@@ -121,7 +121,7 @@ class FakeBridge:
 class FakeChunkPolicy:
     """A policy whose chunk drifts every joint from the current state toward a goal.
 
-    Output is in the upstream action space: arm in [-1, 1], hand in [0, 1], (horizon, 13).
+    Output is in the model's action space: arm in [-1, 1], hand in [0, 1], (horizon, joints of the state).
     `latency_s` is simulated by waiting (the GIL is released, as with ONNX Runtime); faults:
     `latency_scale` (overrun) and `emit_nan`.
     """
@@ -132,7 +132,8 @@ class FakeChunkPolicy:
         self.latency_s = latency_s
         self.latency_scale = 1.0
         self.emit_nan = False
-        self.goal = np.full(13, 0.3) if goal is None else np.asarray(goal, dtype=np.float64)
+        # None: 0.3 for every joint of the state it is given (any joint space)
+        self.goal = None if goal is None else np.asarray(goal, dtype=np.float64)
         self.step = step
         self.calls = 0
         self._sleep = threading.Event()
@@ -144,7 +145,8 @@ class FakeChunkPolicy:
             self._sleep.wait(wait_s)
         s = np.asarray(state13, dtype=np.float64)
         k = np.arange(1, self.horizon + 1)[:, None]
-        out = s + np.clip(self.goal - s, -self.step * k, self.step * k)
+        goal = np.full(s.shape, 0.3) if self.goal is None else self.goal
+        out = s + np.clip(goal - s, -self.step * k, self.step * k)
         if self.emit_nan:
             out[self.horizon // 2:, 3] = np.nan
         return out.astype(np.float32)
