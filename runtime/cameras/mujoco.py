@@ -42,6 +42,14 @@ class MujocoCamera(Camera):
         self._link = boot if boot is not None else acquire(self._cfg)
         self._last_index = 0
 
+    def disconnect(self) -> None:
+        """Also lets go of the sim started for this camera when it never connected (a runtime
+        that failed to start), so that sim stops with the runtime."""
+        super().disconnect()
+        boot, self._boot_link = self._boot_link, None
+        if boot is not None:
+            boot.release()
+
     def _disconnect(self) -> None:
         if self._link is not None:
             self._link.release()

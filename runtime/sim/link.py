@@ -83,6 +83,11 @@ def acquire(cfg) -> SimLink:
                 from runtime.errors import DeviceNotConnectedError
 
                 raise DeviceNotConnectedError(f"mujoco sim process ended (exit code {getattr(_owned.proc, 'exitcode', None)})")
+            if _owned.settings != settings:
+                from runtime.errors import ConfigError
+
+                raise ConfigError("a mujoco sim with other settings (robot, scene seed or camera sizes) is "
+                                  "already running in this process; stop that runtime first")
             _refs += 1
             return SimLink(_owned.mem, _owned.settings, owned=True)
         name = os.environ.get(ENV)

@@ -224,3 +224,25 @@ def test_ground_truth_masks_label_each_object_where_it_is_rendered():
         seen = colour_mask(hsv, o.colour) > 0
         # the object's pixels are its colour as the planner sees it
         assert (seen & (mask == i + 1)).sum() >= 0.5 * (mask == i + 1).sum()
+
+
+def test_a_runtime_that_fails_to_start_stops_its_sim(monkeypatch):
+    import os
+
+    from runtime.app import App
+    from runtime.config.loading import load_config
+    from runtime.execution.fakes import FakeChunkPolicy
+    from runtime.sim import link
+
+    tiny = {"width": 32, "height": 24, "fps": 5}
+    cfg = load_config("configs/mujoco.yaml", {"cameras": {"head": tiny, "wrist": tiny},
+                                              "control": {"process": "thread"}})
+
+    def fail(self):
+        raise RuntimeError("start-up failed")
+
+    monkeypatch.setattr(App, "_start_threads", fail)
+    app = App(cfg, policy=FakeChunkPolicy())
+    with pytest.raises(RuntimeError, match="start-up failed"):
+        app.start()
+    assert link.current() is None and link.ENV not in os.environ  # nothing left running
