@@ -415,8 +415,9 @@ def check_planner(cfg, timeout_s: float) -> list[Check]:
         why = status.get("link_error") or f"no answer within {timeout_s:g} s"
         return [Check("planner", SKIPPED, f"{pl.address} not reachable: {why} (the run starts; episodes wait for it)")]
     server = status.get("server") or {}
-    return [Check("planner", PASS, f"{pl.address}: server {server.get('server', '?')}, model "
-                                   f"{server.get('backend', '?')}")]
+    model = server.get("model") or server.get("backend", "?")  # older servers do not send the model
+    return [Check("planner", PASS, f"{pl.address}: server {server.get('server', '?')}, backend "
+                                   f"{server.get('backend', '?')}, model {model}")]
 
 
 def check_disk(cfg, timeout_s: float) -> list[Check]:

@@ -475,7 +475,7 @@ class PlannerClient:
                 with self._lock:
                     self._handshaken = True
                     self._ever_connected = True
-                self.server_info = {k: msg.get(k) for k in ("server", "backend", "tasks", "max_message_bytes")}
+                self.server_info = {k: msg.get(k) for k in ("server", "backend", "model", "tasks", "max_message_bytes")}
                 log.info("planner link up: %s", self.server_info)
             elif mtype == "result":
                 self._on_result(msg)

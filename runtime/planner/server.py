@@ -222,6 +222,8 @@ class PlannerServer:
             self._send(sock, identity, {
                 "type": "hello_ok", "protocol": wire.PROTOCOL_VERSION, "server": self.name,
                 "backend": self.backend.name, "tasks": list(wire.TASKS),
+                # the VLM's model name when the backend has one (`dexgrasp check` shows it)
+                "model": getattr(getattr(self.backend, "client", None), "model", None) or self.backend.name,
                 "max_message_bytes": self.max_message_bytes, "t_server_recv": t_recv,
             })
         elif mtype == "ping":

@@ -220,6 +220,14 @@ def test_remote_planner_reachable_with_its_model_name(tmp_path):
         cfg = load_config(write_cfg(tmp_path, {"planner": {"backend": "remote", "address": server.endpoint}}))
         (c,) = chk.check_planner(cfg, 5.0)
     assert c.status == "pass" and "model local" in c.detail and server.endpoint in c.detail
+    from runtime.planner.vlm_backend import VLMBackend
+    from runtime.planner.vlm_http import OpenAIChatClient
+
+    vlm = VLMBackend(OpenAIChatClient("http://127.0.0.1:9/v1/chat/completions", model="qwen2.5-vl-72b"))
+    with PlannerServer(vlm, "tcp://127.0.0.1:*") as server:  # the handshake needs no VLM call
+        cfg = load_config(write_cfg(tmp_path, {"planner": {"backend": "remote", "address": server.endpoint}}, "v.yaml"))
+        (c,) = chk.check_planner(cfg, 5.0)
+    assert c.status == "pass" and "backend vlm, model qwen2.5-vl-72b" in c.detail
     cfg = load_config(write_cfg(tmp_path, {"planner": {"backend": "remote", "address": "tcp://127.0.0.1:1"}}, "x.yaml"))
     (c,) = chk.check_planner(cfg, 0.3)
     assert c.status == "skipped" and "not reachable" in c.detail and not c.needed
