@@ -6,19 +6,21 @@ INFERENCE_PRECISION_HINT f32 (exact, no silent bf16 on AMX machines, where OpenV
 bf16); "bf16" compiles with the bf16 hint. Which graphs of a model may run in bf16 is a measured
 recipe (`precision_for`): see docs/inference.md for the numbers behind it.
 
-Compiled models are cached under the project's cache root (runtime/cache.py) as exported blobs,
-keyed by graph hash, precision, OpenVINO version and CPU flags, each with its sha256 alongside: a
-blob whose hash does not match (truncated, corrupted) is deleted and rebuilt, never imported.
+Compiled models are cached under the project's cache root (runtime/cache.py): one folder per key
+(graph hash, precision, OpenVINO version, CPU flags, threads) used as OpenVINO's CACHE_DIR (blobs
+read by mmap on the next start), with the sha256 of every file in it recorded after the compile.
+An entry whose files do not match (truncated, a flipped byte, extra files) is deleted and rebuilt,
+never imported: OpenVINO itself does not checksum its blobs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import pathlib
+import shutil
 
 import numpy as np
 
@@ -99,6 +101,34 @@ def file_sha256(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
+SUMS = "sha256.json"
+
+
+def _check_entry(entry: pathlib.Path, sums: pathlib.Path) -> str | None:
+    """Why the cache entry cannot be trusted (None: every file matches its recorded sha256)."""
+    try:
+        recorded = json.loads(sums.read_text())
+    except (OSError, ValueError) as exc:
+        return f"no readable {SUMS}: {exc}"
+    present = {f.name for f in entry.iterdir() if f.name != SUMS}
+    if present != set(recorded):
+        return f"files {sorted(present ^ set(recorded))} differ from the record"
+    for name, digest in recorded.items():
+        if file_sha256(entry / name) != digest:
+            return f"{name} does not match its sha256"
+    return None
+
+
+def _write_sums(entry: pathlib.Path, sums: pathlib.Path) -> None:
+    try:
+        record = {f.name: file_sha256(f) for f in sorted(entry.iterdir()) if f.is_file() and f.name != SUMS}
+        tmp = sums.with_name(f"{SUMS}.{os.getpid()}.partial")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(sums)
+    except OSError as exc:
+        log.warning("cannot record the compiled-model cache %s: %s", entry, exc)
+
+
 def _port_name(port, wanted: set[str]) -> str:
     """The manifest's name of a port (OpenVINO's ONNX reader gives ports several names)."""
     names = port.get_names()
@@ -136,7 +166,7 @@ class OpenVinoBackend:
         self.blob: pathlib.Path | None = None
         if cache_dir is not False:
             root = pathlib.Path(cache_dir) if cache_dir else project_cache_dir("openvino")
-            self.blob = root / self._cache_key(ov, spec, threads) / "model.blob"
+            self.blob = root / self._cache_key(ov, spec, threads) / "model.blob"  # the real name: after compile
         self.compiled = self._load(core, device)
         self.request = self.compiled.create_infer_request()
         wanted = {t.name for t in (spec.inputs + spec.outputs)} if spec is not None else set()
@@ -156,45 +186,42 @@ class OpenVinoBackend:
         return f"{self.path.stem}-{self.precision}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def _load(self, core, device: str):
-        blob = self.blob
-        if blob is not None and blob.is_file():
-            sidecar = blob.with_suffix(".json")
-            try:
-                expected = json.loads(sidecar.read_text())["sha256"]
-                data = blob.read_bytes()
-                if hashlib.sha256(data).hexdigest() != expected:
-                    raise ValueError("sha256 mismatch")
-                compiled = core.import_model(io.BytesIO(data), device, self.config)
-                self.cache_hit = True
-                log.debug("imported cached %s", blob)
-                return compiled
-            except Exception as exc:  # noqa: BLE001 - any unreadable/corrupt cache entry is rebuilt
-                log.warning("compiled-model cache %s is unusable (%s); rebuilding it", blob.parent, exc)
-                for f in (blob, sidecar):
-                    f.unlink(missing_ok=True)
+        """Compile, or import from our cache entry (OpenVINO's CACHE_DIR, one folder per key, read
+        by mmap) after checking every file in it against the sha256s recorded when it was made."""
+        if self.blob is None:
+            return self._compile(core, device, self.config)
+        entry = self.blob.parent
+        sums = entry / SUMS
+        if entry.is_dir():
+            problem = _check_entry(entry, sums)
+            if problem:
+                log.warning("compiled-model cache %s is unusable (%s); rebuilding it", entry, problem)
+                shutil.rmtree(entry, ignore_errors=True)
+        trusted = sums.is_file()
+        if not trusted:
+            shutil.rmtree(entry, ignore_errors=True)  # files without a sums record: never trusted
         try:
-            compiled = core.compile_model(str(self.path), device, self.config)
+            entry.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create the compiled-model cache %s: %s", entry, exc)
+            return self._compile(core, device, self.config)
+        compiled = self._compile(core, device, {**self.config, "CACHE_DIR": str(entry)})
+        try:
+            self.cache_hit = bool(compiled.get_property("LOADED_FROM_CACHE"))
+        except Exception:  # noqa: BLE001 - older OpenVINO without the property
+            self.cache_hit = trusted
+        if not self.cache_hit:  # OpenVINO (re)wrote the entry: record what it wrote
+            _write_sums(entry, sums)
+        blobs = sorted(entry.glob("*.blob"))
+        self.blob = blobs[0] if blobs else self.blob
+        return compiled
+
+    def _compile(self, core, device: str, config: dict):
+        try:
+            return core.compile_model(str(self.path), device, config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with its own text
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
             raise ModelError(f"OpenVINO cannot compile '{self.path}': {first}") from exc
-        if blob is not None:
-            self._store(compiled, blob)
-        return compiled
-
-    def _store(self, compiled, blob: pathlib.Path) -> None:
-        """Write blob + sha256 atomically (a crash leaves no half-written entry that looks valid)."""
-        try:
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            buf = io.BytesIO()
-            compiled.export_model(buf)
-            data = buf.getvalue()
-            tmp = blob.with_name(blob.name + f".{os.getpid()}.partial")
-            tmp.write_bytes(data)
-            tmp.replace(blob)
-            blob.with_suffix(".json").write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest(),
-                                                             "graph": str(self.path), "precision": self.precision}))
-        except OSError as exc:
-            log.warning("cannot write the compiled-model cache %s: %s", blob.parent, exc)
 
     # -- inference
 
