@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                    help="linear warmup steps (default min(2000, steps/10); upstream 2000)")
     p.add_argument("--ema", action="store_true", help="keep EMA weights (upstream EMAModel, power 0.75)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="forward in bf16 autocast (auto: when the CPU has AMX/AVX512-BF16) or fp32")
+                   help="forward in bf16 autocast (auto: when the CPU has AMX-BF16) or fp32")
     p.add_argument("--cache-features", action="store_true",
                    help="compute DINOv2 features once per frame (turns upstream's colour jitter off)")
     p.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16")
