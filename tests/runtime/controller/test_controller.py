@@ -71,7 +71,7 @@ def test_manifest_errors(tiny_export, tmp_path):
     with pytest.raises(ModelError, match="not valid JSON"):
         Manifest.load(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ModelError, match="encoder.onnx' not found"):
+    with pytest.raises(ModelError, match=r"graph file\(s\) \['encoder.onnx'\] of 'encoder' are missing"):
         Controller.from_dir(tmp_path)
 
 

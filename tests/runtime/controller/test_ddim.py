@@ -38,7 +38,12 @@ def test_equal_to_diffusers_step_for_step(config, steps):
         x_ref = reference.step(torch.from_numpy(model_output), t, x_ref).prev_sample
         x = sampler.step(model_output, int(t), x)
         assert x.dtype == np.float32
-        np.testing.assert_allclose(x, x_ref.numpy(), rtol=0, atol=2e-6, err_msg=f"t={int(t)}")
+        # Within 2e-6 or 4 float32 ulps of the step's largest value (|x| reaches ~45 without clip_sample). Not
+        # bit for bit: on some CPUs (measured on an AMD EPYC, torch 2.13) torch's float32 sqrt is 1 ulp
+        # off the correctly rounded one for 4 of the 1000 alphas_cumprod, and the sampler uses IEEE sqrt.
+        ref = x_ref.numpy()
+        atol = max(2e-6, 4 * float(np.spacing(np.float32(np.abs(ref).max()))))
+        np.testing.assert_allclose(x, ref, rtol=0, atol=atol, err_msg=f"t={int(t)}")
 
 
 def test_upstream_schedule():
