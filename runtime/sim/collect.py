@@ -54,33 +54,45 @@ def judge(heights: list[tuple[float, float]], lift_m: float, hold_s: float) -> f
     return None
 
 
-def episode_config(base, seed: int, prompt: str, output: Path, overrides: dict | None = None):
+def episode_target(seed: int) -> int:
+    """Index of the object an episode on scene `seed` asks for (seeded, so collect and any later
+    evaluation of the same seed prompt the same object)."""
+    from runtime.sim.scene import random_scene
+
+    spec = random_scene(seed)
+    return int(np.random.default_rng(seed + 7919).integers(len(spec.objects)))
+
+
+def episode_config(base, seed: int, prompt: str, output: Path | None, overrides: dict | None = None):
+    """`base` for one episode: scene seed, prompt, autostart, recording into `output` (None: none)."""
     from runtime.config.loading import config_from_dict
 
     data = base.model_dump()
     data["cameras"]["seed"] = int(seed)
     data["planner"]["prompt"] = prompt
     data["planner"]["autostart"] = True
-    data["recording"] = {**(data.get("recording") or {}), "dir": str(output)}
+    data["recording"] = {**(data.get("recording") or {}), "dir": str(output)} if output is not None else None
     for k, v in (overrides or {}).items():
         data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
     return config_from_dict(data, f"{base.name} (episode seed {seed})")
 
 
-def run_episode(base, episode: int, seed: int, output: Path, timeout_s: float = 40.0,
-                lift_m: float = 0.06, hold_s: float = 1.0) -> EpisodeResult:
+def run_episode(base, episode: int, seed: int, output: Path | None, timeout_s: float = 40.0,
+                lift_m: float = 0.06, hold_s: float = 1.0, policy_factory=None) -> EpisodeResult:
+    """One run of the runtime on scene `seed`, judged by physics. `policy_factory(cfg, target)`
+    makes the policy (default: the scripted expert); it returns None to let the config's
+    `policy:` section build it (an exported controller)."""
     from runtime.app import App
     from runtime.sim import link, shm
     from runtime.sim.expert import ScriptedExpert
     from runtime.sim.scene import random_scene
 
     spec = random_scene(seed)
-    rng = np.random.default_rng(seed + 7919)
-    target = int(rng.integers(len(spec.objects)))
+    target = episode_target(seed)
     obj = spec.objects[target]
     cfg = episode_config(base, seed, f"grasp the {obj.colour} object", output)
-    expert = ScriptedExpert(cfg, target)
-    app = App(cfg, policy=expert)
+    policy = (policy_factory or ScriptedExpert)(cfg, target)
+    app = App(cfg, policy=policy)
     heights: list[tuple[float, float]] = []
     t_hold = None
     app.start()

@@ -246,3 +246,18 @@ def test_a_runtime_that_fails_to_start_stops_its_sim(monkeypatch):
     with pytest.raises(RuntimeError, match="start-up failed"):
         app.start()
     assert link.current() is None and link.ENV not in os.environ  # nothing left running
+
+
+def test_episode_config_sets_scene_prompt_and_recording_per_episode(tmp_path):
+    from runtime.config.loading import load_config
+    from runtime.sim.collect import episode_config, episode_target
+    from runtime.sim.scene import random_scene
+
+    base = load_config("configs/mujoco.yaml")
+    assert episode_target(12) == episode_target(12)  # an evaluation of seed 12 asks for the same object
+    assert 0 <= episode_target(12) < len(random_scene(12).objects)
+    cfg = episode_config(base, 12, "grasp the red object", tmp_path)
+    assert cfg.cameras.seed == 12 and cfg.planner.prompt == "grasp the red object" and cfg.planner.autostart
+    assert cfg.recording["dir"] == str(tmp_path)
+    assert episode_config(base, 12, "grasp the red object", None).recording is None
+    assert base.cameras.seed == 0  # the base config is left as it was
