@@ -32,6 +32,48 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    """Operator images (`telemetry.dds.images`): head, wrist and mask as JPEG CompressedImage.
+
+    Low rate and small by design: they are for a person watching (Foxglove), not for control.
+    Frames are encoded on the telemetry node's own thread; frames that arrive while it is still
+    busy are dropped and counted, so a slow encoder never holds up the runtime.
+    """
+
+    enabled: bool = True
+    rate_hz: float = 2.0
+    max_width: int = 320  # wider frames are downscaled (aspect kept); narrower ones are sent as they are
+    jpeg_quality: int = 80
+
+    @classmethod
+    def from_dict(cls, raw, where: str) -> ImagesConfig:
+        if isinstance(raw, ImagesConfig):
+            return raw
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping like {{rate_hz: 2, max_width: 320}}, got {raw!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        cfg = cls(**raw)
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "telemetry.dds.images") -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"{where}.enabled: expected true/false, got {self.enabled!r}")
+        rate = self.rate_hz
+        if isinstance(rate, bool) or not (isinstance(rate, (int, float)) and 0.1 <= rate <= 10.0):
+            raise ConfigError(f"{where}.rate_hz: expected 0.1..10 Hz (images are for people, not control), got {rate!r}")
+        w = self.max_width
+        if isinstance(w, bool) or not (isinstance(w, int) and 16 <= w <= 4096):
+            raise ConfigError(f"{where}.max_width: expected an integer number of pixels in 16..4096, got {w!r}")
+        q = self.jpeg_quality
+        if isinstance(q, bool) or not (isinstance(q, int) and 1 <= q <= 100):
+            raise ConfigError(f"{where}.jpeg_quality: expected an integer in 1..100, got {q!r}")
+
+
+@dataclass(frozen=True)
 class DdsConfig:
     """One DDS participant's settings.
 
@@ -63,6 +105,8 @@ class DdsConfig:
     security: SecurityConfig | None = None
     commands: bool = True  # read operator commands (false: telemetry only)
     insecure_commands: bool = False  # accept unauthenticated commands on real hardware (loud warning)
+    images: ImagesConfig = field(default_factory=ImagesConfig)  # head/wrist/mask JPEGs for the operator
+    stale_after_s: float = 2.0  # diagnostics report STALE for a source silent this long
 
     @classmethod
     def from_dict(cls, raw: dict | None, where: str = "telemetry.dds") -> DdsConfig:
@@ -75,6 +119,8 @@ class DdsConfig:
             raw["peers"] = tuple(_str_list(raw["peers"], f"{where}.peers"))
         if "joint_names" in raw:
             raw["joint_names"] = tuple(_str_list(raw["joint_names"], f"{where}.joint_names"))
+        if "images" in raw:
+            raw["images"] = ImagesConfig.from_dict(raw["images"], f"{where}.images")
         if raw.get("security") is not None:
             sec = raw["security"]
             if not isinstance(sec, dict):
@@ -106,7 +152,8 @@ class DdsConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{where}.{name}: expected a positive integer, got {value!r}")
-        for name in ("command_max_age_s", "command_rate_hz"):
+        self.images.validate(f"{where}.images")
+        for name in ("command_max_age_s", "command_rate_hz", "stale_after_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{where}.{name}: expected a positive number, got {value!r}")

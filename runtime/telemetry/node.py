@@ -12,7 +12,14 @@ and set an Event, so they never block on the network; three named threads do the
   run's session nonce, published in the status) and offers them to the CommandGate (rate limit,
   bound, age measured from arrival; the sender's clock is never used);
 - dds-command-dispatch: pops the gate and calls the runtime's submit callback, so a slow runtime
-  never stalls the DDS reader.
+  never stalls the DDS reader;
+- dds-images (telemetry.dds.images.enabled): takes the frames `on_frames` left in a one-slot box at
+  images.rate_hz, encodes head / wrist / mask as JPEG and publishes sensor_msgs/CompressedImage on
+  rt/dexgrasp/<camera>/image/compressed (images.py). No pixel work happens on the caller's thread.
+
+With each status the publisher also writes diagnostic_msgs/DiagnosticArray on rt/diagnostics
+(diagnostics.py) and the current target box on rt/dexgrasp/planner/box. A `manual_bbox` command is
+checked against the latest head image with the planner's own rule (planner.replies.validate_box).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from runtime.errors import require
 from runtime.telemetry import qos
 from runtime.telemetry.commands import Command, CommandGate, CommandRejected, parse_command
 from runtime.telemetry.config import DdsConfig
+from runtime.telemetry.diagnostics import Seen, build_statuses
+from runtime.telemetry.images import CAMERAS, FrameSlot, encode_jpeg
 from runtime.telemetry.joint import joint_sample
 from runtime.telemetry.replay import ReplayGuard, new_session
 
@@ -94,10 +103,19 @@ class TelemetryNode:
         self.counters = {
             "joint_states_published": 0, "joint_commands_published": 0, "joint_samples_dropped": 0,
             "bad_joint_samples": 0, "status_published": 0, "undecodable_commands": 0,
-            "publish_errors": 0, "submit_errors": 0,
+            "publish_errors": 0, "submit_errors": 0, "diagnostics_published": 0,
+            "images_published": 0, "images_skipped_rate": 0, "images_dropped_busy": 0, "image_errors": 0,
         }
+        self.frames = FrameSlot(cfg.images, self.clock, self.counters)
+        self.image_threads: set[str] = set()  # names of the threads that encoded (tests: never the caller's)
+        self._t_joint: deque[float] = deque(maxlen=64)  # monotonic arrival of recent joint states
+        self._planner: dict = {}
+        self._box: list[float] | None = None
+        self._box_source: str | None = None
         self._threads: list[threading.Thread] = []
         self._dp = None
+        self._w_diag = self._w_box = None
+        self._w_images: dict = {}
         # wall clock = monotonic + offset, fixed at construction: stamps stay monotonic even if NTP steps
         self._wall_offset_s = time.time() - time.monotonic()
 
@@ -109,9 +127,21 @@ class TelemetryNode:
         from cyclonedds.sub import DataReader
         from cyclonedds.topic import Topic
 
-        from runtime.telemetry.types import JointState_, String_
+        from runtime.robot.ros2_types import Float64MultiArray_
+        from runtime.telemetry.types import CompressedImage_, DiagnosticArray_, JointState_, String_
 
         self._dp = dp = qos.participant(self.cfg)
+        t_diag = Topic(dp, qos.TOPIC_DIAGNOSTICS, DiagnosticArray_, qos=qos.diagnostics_qos())
+        t_box = Topic(dp, qos.TOPIC_PLANNER_BOX, Float64MultiArray_, qos=qos.diagnostics_qos())
+        self._w_diag = DataWriter(dp, t_diag, qos=qos.diagnostics_qos())
+        self._w_box = DataWriter(dp, t_box, qos=qos.diagnostics_qos())
+        self._box_type = Float64MultiArray_
+        self._w_images = {}
+        if self.cfg.images.enabled:
+            self._image_type = CompressedImage_
+            for cam in CAMERAS:
+                t_img = Topic(dp, qos.image_topic(cam), CompressedImage_, qos=qos.image_qos())
+                self._w_images[cam] = DataWriter(dp, t_img, qos=qos.image_qos())
         t_js = Topic(dp, qos.TOPIC_JOINT_STATES, JointState_, qos=qos.telemetry_qos())
         t_jc = Topic(dp, qos.TOPIC_JOINT_COMMANDS, JointState_, qos=qos.telemetry_qos())
         t_st = Topic(dp, qos.TOPIC_STATUS, String_, qos=qos.status_qos())
@@ -121,6 +151,8 @@ class TelemetryNode:
         self._w_status = DataWriter(dp, t_st, qos=qos.status_qos())
         self._types = (JointState_, String_)
         loops = [(self._publish_loop, "dds-publish")]
+        if self._w_images:
+            loops.append((self._image_loop, "dds-images"))
         if self.cfg.commands:  # telemetry-only nodes have no command reader at all
             self._r_command = DataReader(dp, t_cmd, qos=qos.command_qos())
             self._waitset = WaitSet(dp)
@@ -140,11 +172,14 @@ class TelemetryNode:
         self._stop.set()
         self._wake.set()
         self._gate_ready.set()
+        self.frames.ready.set()
         for th in self._threads:
             th.join(timeout_s)
             if th.is_alive():
                 log.warning("telemetry thread %s still alive after %.1f s", th.name, timeout_s)
         self._threads.clear()
+        self._w_images = {}
+        self._w_diag = self._w_box = None
         # cyclonedds deletes a C entity when its Python object goes; the participant owns the rest
         self._waitset = self._read_cond = self._r_command = self._w_status = self._w_commands = self._w_states = None
         self._dp = None
@@ -162,7 +197,12 @@ class TelemetryNode:
 
     # ---------------------------------------------------------------- observer interface
     def on_joint_state(self, state) -> None:
+        self._t_joint.append(self.clock.now())
         self._enqueue_joint("state", state, None)
+
+    def on_frames(self, head, wrist, mask, t=None) -> None:
+        """Dispatcher thread: hand the frames to the image thread if one is due (no pixel work here)."""
+        self.frames.offer(head, wrist, mask, t)
 
     def on_command(self, sent_positions, t: float | None = None) -> None:
         self._enqueue_joint("command", sent_positions, t)
@@ -174,8 +214,23 @@ class TelemetryNode:
     def on_episode_event(self, event: dict) -> None:
         with self._lock:
             self._last_event = dict(event)
+            self._note_box(event)
             self._status_dirty = True
         self._wake.set()
+
+    def _note_box(self, event: dict) -> None:
+        """Follow the target box and the planner's health from episode events (lock held)."""
+        if event.get("source") == "planner" and event.get("event") == "planner reply":
+            self._planner = {"ok": event.get("ok"), "task": event.get("task"), "t": self.clock.now(),
+                             "error": event.get("error_message") or event.get("error_code")}
+            result = event.get("result") or {}
+            if event.get("ok") and event.get("task") == "bbox" and _is_box(result.get("bbox")):
+                self._box, self._box_source = [float(v) for v in result["bbox"]], "planner"
+        elif "box" in event and event.get("source") == "episode":
+            box = event.get("box")
+            if box is None or _is_box(box):
+                self._box = None if box is None else [float(v) for v in box]
+                self._box_source = None if box is None else (self._box_source or "episode")
 
     def _enqueue_joint(self, kind: str, obj, t: float | None) -> None:
         t_wall = time.time()
@@ -271,6 +326,8 @@ class TelemetryNode:
                 # commands must carry this run's session (replay protection, see replay.py)
                 "session": self.session,
                 "commands_enabled": self.cfg.commands,
+                "head_image_size": list(self.frames.head_size) if self.frames.head_size else None,
+                "box": self._box, "box_source": self._box_source,
             }
             self._status_dirty = False
         return doc
@@ -284,6 +341,74 @@ class TelemetryNode:
         except Exception as exc:
             self.counters["publish_errors"] += 1
             log.warning("telemetry: status write failed: %s", exc)
+        self._publish_diagnostics()
+
+    def seen(self) -> Seen:
+        """A snapshot of what this node has observed, for the diagnostics."""
+        now = self.clock.now()
+        with self._lock:
+            ts = list(self._t_joint)
+            planner = dict(self._planner)
+            box, box_source, runtime = self._box, self._box_source, dict(self._runtime_status)
+        if planner:
+            planner["age_s"] = now - planner.pop("t")
+        hz = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) >= 2 and ts[-1] > ts[0] else None
+        t_frame = self.frames.t_last_frame
+        return Seen(now=now, stale_after_s=self.cfg.stale_after_s, runtime=runtime,
+                    joint_state_age_s=now - ts[-1] if ts else None, joint_state_hz=hz,
+                    frame_age_s=None if t_frame is None else now - t_frame, head_size=self.frames.head_size,
+                    planner=planner, box=box, box_source=box_source)
+
+    def _publish_diagnostics(self) -> None:
+        from runtime.telemetry.types import (
+            DiagnosticArray_,
+            DiagnosticStatus_,
+            Header_,
+            KeyValue_,
+            stamp_from_seconds,
+        )
+
+        if self._w_diag is None:
+            return
+        seen = self.seen()
+        header = Header_(stamp=stamp_from_seconds(seen.now + self._wall_offset_s), frame_id=self.cfg.frame_id)
+        statuses = [DiagnosticStatus_(level=level, name=name, message=message, hardware_id=self.name,
+                                      values=[KeyValue_(key=k, value=v) for k, v in values.items()])
+                    for level, name, message, values in build_statuses(seen)]
+        try:
+            self._w_diag.write(DiagnosticArray_(header=header, status=statuses))
+            self._w_box.write(self._box_type(data=list(seen.box or [])))
+            self.counters["diagnostics_published"] += 1
+        except Exception as exc:
+            self.counters["publish_errors"] += 1
+            log.warning("telemetry: diagnostics write failed: %s", exc)
+
+    def _image_loop(self) -> None:
+        from runtime.telemetry.types import Header_, stamp_from_seconds
+
+        images = self.cfg.images
+        while not self._stop.is_set():
+            if not self.frames.ready.wait(0.2):
+                continue
+            item = self.frames.take()
+            if item is None:
+                continue
+            self.image_threads.add(threading.current_thread().name)
+            head, wrist, mask, t = item
+            t_wall = (t + self._wall_offset_s) if isinstance(t, (int, float)) and math.isfinite(t) else time.time()
+            for cam, img in zip(CAMERAS, (head, wrist, mask), strict=True):
+                if img is None:
+                    continue
+                try:
+                    data, _, _ = encode_jpeg(img, images.max_width, images.jpeg_quality, is_mask=cam == "mask")
+                    msg = self._image_type(header=Header_(stamp=stamp_from_seconds(t_wall),
+                                                          frame_id=f"{self.cfg.frame_id}/{cam}_camera"),
+                                           format="jpeg", data=data)
+                    self._w_images[cam].write(msg)
+                    self.counters["images_published"] += 1
+                except Exception as exc:  # a bad frame costs that image only
+                    self.counters["image_errors"] += 1
+                    log.debug("telemetry: %s image not published: %s", cam, exc)
 
     def _result(self, cmd_id, name, result: str, reason: str | None = None) -> None:
         entry = {"id": cmd_id, "cmd": name, "result": result, "reason": reason, "t_wall": time.time()}
@@ -328,11 +453,31 @@ class TelemetryNode:
             self.gate.reject(replay=True)
             self._result(cmd.cmd_id, cmd.name, "rejected", replay)
             return
+        if cmd.name == "manual_bbox":
+            problem = self._check_manual_box(cmd)
+            if problem is not None:
+                self.gate.reject()
+                self._result(cmd.cmd_id, cmd.name, "rejected", problem)
+                return
         drop = self.gate.offer(cmd)
         if drop is not None:
             self._result(cmd.cmd_id, cmd.name, "dropped", drop)
         else:
             self._gate_ready.set()
+
+    def _check_manual_box(self, cmd: Command) -> str | None:
+        """Why an operator box is refused (None: fine, and cmd.args["bbox"] clipped to the image).
+        The same rule as a planner's box: inside the latest head image, not tiny, not the whole frame."""
+        from runtime.planner.replies import ReplyError, validate_box
+
+        size = self.frames.head_size
+        if size is None:
+            return "no head image seen yet: a box is checked against the head image size"
+        try:
+            cmd.args["bbox"] = list(validate_box(cmd.args["bbox"], size[0], size[1]))
+        except ReplyError as exc:
+            return f"box refused: {exc}"
+        return None
 
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
@@ -370,4 +515,12 @@ class TelemetryNode:
             self._result(cmd.cmd_id, cmd.name, "rejected", reason or "refused by the runtime")
             return
         self.gate.accepted()
+        if cmd.name == "manual_bbox":
+            with self._lock:
+                self._box, self._box_source = list(cmd.args["bbox"]), "operator"
         self._result(cmd.cmd_id, cmd.name, "accepted", reason)
+
+
+def _is_box(box) -> bool:
+    return (isinstance(box, (list, tuple)) and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box))

@@ -17,6 +17,13 @@ TOPIC_JOINT_STATES = "rt/dexgrasp/joint_states"
 TOPIC_JOINT_COMMANDS = "rt/dexgrasp/joint_commands"
 TOPIC_STATUS = "rt/dexgrasp/status"
 TOPIC_COMMAND = "rt/dexgrasp/command"
+TOPIC_DIAGNOSTICS = "rt/diagnostics"  # ROS 2's /diagnostics: rqt_runtime_monitor and Foxglove read it
+TOPIC_PLANNER_BOX = "rt/dexgrasp/planner/box"  # std_msgs/Float64MultiArray [x1, y1, x2, y2]; [] = none
+
+
+def image_topic(camera: str) -> str:
+    """rt/dexgrasp/<camera>/image/compressed (head, wrist or mask), image_transport naming."""
+    return f"rt/dexgrasp/{camera}/image/compressed"
 
 STATUS_HISTORY = 8  # late joiners get the last few statuses (and so the last command results)
 COMMAND_HISTORY = 32  # DDS-level bound on unread commands; our own queue bounds the rest
@@ -56,6 +63,19 @@ def command_qos():
         Policy.History.KeepLast(COMMAND_HISTORY),
         Policy.Durability.Volatile,
     )
+
+
+def image_qos():
+    """Operator images: best-effort, keep-last 1, volatile (a stale picture is worth nothing)."""
+    return telemetry_qos()
+
+
+def diagnostics_qos():
+    """rt/diagnostics and the planner box: reliable, keep-last 1, transient-local (a late Foxglove
+    or `ctl` sees the current state at once)."""
+    Qos, Policy, duration = _dds()
+    return Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.History.KeepLast(1),
+               Policy.Durability.TransientLocal)
 
 
 def domain_xml(cfg: DdsConfig) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cyclonedds.idl import IdlStruct
-from cyclonedds.idl.types import float64, int32, sequence, uint32
+from cyclonedds.idl.types import byte, float64, int32, sequence, uint8, uint32
 
 IDL_DIR = Path(__file__).with_name("idl")
 
@@ -45,12 +45,48 @@ class JointState_(IdlStruct, typename="sensor_msgs::msg::dds_::JointState_"):
     effort: sequence[float64] = field(default_factory=list)
 
 
+@dataclass
+class CompressedImage_(IdlStruct, typename="sensor_msgs::msg::dds_::CompressedImage_"):
+    header: Header_ = field(default_factory=Header_)
+    format: str = ""  # "jpeg" (ROS 2 image_transport convention; Foxglove reads it)
+    data: sequence[uint8] = field(default_factory=list)  # bytes on the way out, a list of ints on the way in
+
+
+# diagnostic_msgs/DiagnosticStatus levels
+DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE = 0, 1, 2, 3
+
+
+@dataclass
+class KeyValue_(IdlStruct, typename="diagnostic_msgs::msg::dds_::KeyValue_"):
+    key: str = ""
+    value: str = ""
+
+
+@dataclass
+class DiagnosticStatus_(IdlStruct, typename="diagnostic_msgs::msg::dds_::DiagnosticStatus_"):
+    level: byte = DIAG_OK
+    name: str = ""
+    message: str = ""
+    hardware_id: str = ""
+    values: sequence[KeyValue_] = field(default_factory=list)
+
+
+@dataclass
+class DiagnosticArray_(IdlStruct, typename="diagnostic_msgs::msg::dds_::DiagnosticArray_"):
+    header: Header_ = field(default_factory=Header_)
+    status: sequence[DiagnosticStatus_] = field(default_factory=list)
+
+
 # type -> the .idl file (relative to IDL_DIR) that declares it; used by the consistency test.
 IDL_FILES = {
     Time_: "builtin_interfaces/Time.idl",
     Header_: "std_msgs/Header.idl",
     String_: "std_msgs/String.idl",
     JointState_: "sensor_msgs/JointState.idl",
+    CompressedImage_: "sensor_msgs/CompressedImage.idl",
+    KeyValue_: "diagnostic_msgs/KeyValue.idl",
+    DiagnosticStatus_: "diagnostic_msgs/DiagnosticStatus.idl",
+    DiagnosticArray_: "diagnostic_msgs/DiagnosticArray.idl",
 }
 
 

@@ -112,6 +112,7 @@ def test_commands_change_runtime_state_through_submit(pair):
     node, client, runtime = pair
     result = client.wait_result(client.send("start", prompt="grasp the red cube"), WAIT_S)
     assert result["result"] == "accepted" and runtime.phase == "running" and runtime.prompt == "grasp the red cube"
+    node.on_frames(np.zeros((480, 640, 3), np.uint8), None, None, time.monotonic())  # boxes need a head image
     assert client.wait_result(client.send("manual_bbox", bbox=[10, 20, 30, 40]), WAIT_S)["result"] == "accepted"
     assert runtime.bbox == [10.0, 20.0, 30.0, 40.0]
     # the runtime refuses a second start: the reason travels back on the status topic

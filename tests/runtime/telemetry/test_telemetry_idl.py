@@ -14,6 +14,7 @@ from runtime.telemetry import types  # noqa: E402
 IDL_TO_PY = {
     "int32": "int32", "uint32": "uint32", "double": "float64", "string": "str",
     "sequence<string>": "sequence[str]", "sequence<double>": "sequence[float64]",
+    "octet": "byte", "sequence<uint8>": "sequence[uint8]",
 }
 
 
@@ -43,6 +44,9 @@ def spell(annotation) -> str:
     """How a dataclass member annotation is spelled in IDL_TO_PY's right-hand side."""
     if typing.get_origin(annotation) is typing.Annotated:
         meta = annotation.__metadata__[0]
+        sub = getattr(meta, "subtype", None)
+        if hasattr(sub, "__idl_typename__"):  # a sequence of structs: spelled like the IDL
+            return f"sequence<{sub.__idl_typename__}>"
         return meta if isinstance(meta, str) else repr(meta)  # 'int32' / sequence[str]
     if annotation is str:
         return "str"
