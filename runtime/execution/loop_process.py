@@ -8,10 +8,16 @@ process the loop shares its GIL only with the bridge's I/O threads.
 
 Parent side: `ControlLoopProcess` has the surface the App uses (submit, start, stop, alive,
 hold_reason, progress, report, errors) and `bridge_view`, a read-only bridge (latest_state,
-link_up, counters) fed by the child. Messages over one duplex pipe (pickled, small):
-  parent -> child: ("chunk", TimedChunk), ("done",), ("frame", t_capture), ("cmd", name), ("stop",)
-  child -> parent: ("ready", info) | ("error", text), ("state", State), ("command", q, t_target),
-                   ("request", t), ("event", kind, payload), ("stats", dict), ("report", dict)
+link_up, counters) fed by the child. Messages over one duplex pipe are the typed dataclasses of
+runtime.execution.messages (pickled, small), checked on receipt: an unknown one is counted and
+logged, never fatal to either side.
+
+No polling on the chunk path: each parent-side source has its own forwarder thread blocked on it
+(the chunks mailbox, the head-frame mailbox, the request's completion), so a chunk goes out the
+moment the policy worker puts it; the child's main thread blocks on the pipe and puts it into the
+loop's mailbox on arrival, where the loop's next cycle takes it. The hand-off is bounded by one
+control cycle plus the pipe, where a 20 ms poll used to add up to 20 ms more
+(benchmarks/process_boundary.py measures it).
 Timestamps cross the boundary unchanged: time.monotonic() is CLOCK_MONOTONIC, one clock per machine.
 """
 
@@ -22,26 +28,40 @@ import math
 import multiprocessing as mp
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.clock import Clock
+from runtime.execution.messages import (
+    TO_CHILD,
+    TO_PARENT,
+    ChunkMsg,
+    CommandMsg,
+    ErrorMsg,
+    EventMsg,
+    FrameMsg,
+    MessageCheck,
+    ReadyMsg,
+    ReportMsg,
+    RequestDoneMsg,
+    RequestMsg,
+    SentMsg,
+    StateMsg,
+    StatsMsg,
+    StopMsg,
+)
 from runtime.execution.requests import ChunkRequests
 from runtime.mailbox import Mailbox
+from runtime.robot.link import JointState, as_joint_state
 
 log = logging.getLogger(__name__)
 
 STATS_PERIOD_S = 0.5
-
-
-@dataclass(frozen=True)
-class StateView:
-    """The fields of the bridge's State the parent uses (positions, velocities, receive time)."""
-
-    positions: np.ndarray
-    velocities: np.ndarray
-    t_host_receive: float
+# The child's main thread wakes at least this often (besides every message) to notice a finished
+# homing, a dead loop thread or the stats deadline; the chunk path never waits for it.
+CHILD_CHECK_S = 0.05
+# How long a parent forwarder blocks on its source before re-checking for stop; never on the data path.
+FORWARD_WAIT_S = 0.5
 
 
 class BridgeView:
@@ -54,7 +74,7 @@ class BridgeView:
         self.needs_rearm = False
         self.armed = False
 
-    def latest_state(self, max_age_s: float | None = None) -> StateView:
+    def latest_state(self, max_age_s: float | None = None) -> JointState:
         return self.state.latest(max_age_s).value
 
     def counters(self) -> dict:
@@ -93,7 +113,11 @@ class ControlLoopProcess:
         self._proc = None
         self._conn = None
         self._threads: list[threading.Thread] = []
-        self._forwarded_request = False
+        self._forwarded_request = threading.Event()
+        self.check = MessageCheck("control process link (parent)", TO_PARENT)
+        # wake-ups of each forwarder (a message sent or a FORWARD_WAIT_S timeout): no polling shows as
+        # about one per forwarded item, not one per 20 ms
+        self.forwarder_wakeups = {"chunks": 0, "frames": 0, "done": 0}
         self.thread_setup: dict | None = None
         self._stopping = False
 
@@ -111,16 +135,21 @@ class ControlLoopProcess:
             self._proc.terminate()
             raise TimeoutError(f"control process did not start within {self.start_timeout_s:.0f} s")
         try:
-            kind, payload = parent.recv()
+            first = self.check.accept(parent.recv())
         except EOFError as exc:
             raise RuntimeError(f"control process exited during start-up (exit code {self._proc.exitcode})") from exc
-        if kind == "error":
+        if isinstance(first, ErrorMsg):
             self._proc.join(5)
             from runtime.errors import DeviceNotConnectedError
 
-            raise DeviceNotConnectedError(f"control process failed to start: {payload}")
-        self.thread_setup = payload
-        for target, name in ((self._rx, "loop-link-rx"), (self._tx, "loop-link-tx")):
+            raise DeviceNotConnectedError(f"control process failed to start: {first.text}")
+        if not isinstance(first, ReadyMsg):
+            self._proc.terminate()
+            raise RuntimeError(f"control process sent {self.check.last_unknown or type(first).__name__} "
+                               "instead of ready/error as its first message")
+        self.thread_setup = first.setup
+        for target, name in ((self._rx, "loop-link-rx"), (self._forward_chunks, "loop-link-chunks"),
+                             (self._forward_frames, "loop-link-frames"), (self._forward_done, "loop-link-done")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -131,7 +160,7 @@ class ControlLoopProcess:
             return
         self._stopping = True
         if self._proc.is_alive():  # a dead child (killed, crashed) cannot be asked; its end is reported
-            self._send(("stop",))
+            self._send(StopMsg())
         self._report_ready.wait(timeout_s)
         self._proc.join(timeout_s)
         if self._proc.is_alive():
@@ -165,7 +194,7 @@ class ControlLoopProcess:
         return int(rid), str(outcome)
 
     def submit(self, command: str, **kwargs) -> bool:
-        return self._send(("cmd", command, kwargs))
+        return self._send(CommandMsg(command, dict(kwargs)))
 
     def progress(self) -> dict:
         return {**self._progress, "hold_reason": self.hold_reason}
@@ -175,6 +204,7 @@ class ControlLoopProcess:
                                   "lateness_us": {}, "missed_cycles": None, "errors": ["no report from control process"]})
         r["process"] = "separate (dexgrasp-control)"
         r["events_dropped_in_parent"] = self.events_dropped
+        r["unknown_messages_in_parent"] = self.check.unknown
         return r
 
     # ---- link threads ----
@@ -189,58 +219,86 @@ class ControlLoopProcess:
             return False
 
     def _rx(self) -> None:
-        view = self.bridge_view
+        """Apply the child's messages; blocks on the pipe (wakes on arrival, or to check for stop)."""
         while not self._stop.is_set():
             try:
-                if not self._conn.poll(0.1):
+                if not self._conn.poll(FORWARD_WAIT_S):
                     continue
-                msg = self._conn.recv()
+                raw = self._conn.recv()
             except (EOFError, OSError):
                 return
-            kind = msg[0]
-            if kind == "state":
-                state = msg[1]
-                view.state.put(state, state.t_host_receive)
-                self.publish("joint_state", state)
-            elif kind == "command":
-                self.publish("command", msg[1], msg[2])
-            elif kind == "request":
-                if self.requests.request(msg[1]):
-                    self._forwarded_request = True
-            elif kind == "event":
-                if msg[1] == "status":
-                    self.hold_reason = msg[2].get("hold_reason")
-                elif msg[1] == "episode_event":
-                    if len(self.events) == self.events.maxlen:
-                        self.events_dropped += 1
-                    self.events.append((msg[2].get("t"), msg[2].get("event")))
-                self.publish(msg[1], msg[2])
-            elif kind == "stats":
-                self._progress = msg[1]["progress"]
-                self.hold_reason = self._progress.get("hold_reason")
-                view._counters = msg[1]["bridge"]
-                view.link_up, view.armed, view.needs_rearm = msg[1]["link"]
-            elif kind == "report":
-                self._report = msg[1]
-                self.errors.extend(msg[1].get("errors", []))
-                view._counters = msg[1].get("bridge_counters", view._counters)
-                self._report_ready.set()
+            except Exception as exc:  # noqa: BLE001 - a message that does not unpickle is dropped, not fatal
+                self.check.refuse(f"undecodable: {exc!r}")
+                continue
+            msg = self.check.accept(raw)
+            if msg is not None:
+                self._apply(msg)
 
-    def _tx(self) -> None:
-        """Forward new chunks, request completions and head-frame capture times to the child."""
-        chunk_seq, frame_seq = 0, 0
+    def _apply(self, msg) -> None:
+        view = self.bridge_view
+        if isinstance(msg, StateMsg):
+            view.state.put(msg.state, msg.state.stamp)
+            self.publish("joint_state", msg.state)
+        elif isinstance(msg, SentMsg):
+            self.publish("command", msg.positions, msg.t_target)
+        elif isinstance(msg, RequestMsg):
+            if self.requests.request(msg.t):
+                self._forwarded_request.set()
+        elif isinstance(msg, EventMsg):
+            payload = msg.payload if isinstance(msg.payload, dict) else {}
+            if msg.kind == "status":
+                self.hold_reason = payload.get("hold_reason")
+            elif msg.kind == "episode_event":
+                if len(self.events) == self.events.maxlen:
+                    self.events_dropped += 1
+                self.events.append((payload.get("t"), payload.get("event")))
+            self.publish(msg.kind, msg.payload)
+        elif isinstance(msg, StatsMsg):
+            self._progress = msg.progress
+            self.hold_reason = self._progress.get("hold_reason")
+            view._counters = msg.bridge
+            view.link_up, view.armed, view.needs_rearm = msg.link_up, msg.armed, msg.needs_rearm
+        elif isinstance(msg, ReportMsg):
+            self._report = msg.report
+            self.errors.extend(msg.report.get("errors", []))
+            view._counters = msg.report.get("bridge_counters", view._counters)
+            self._report_ready.set()
+        else:  # ready/error after start-up: expected type, wrong moment
+            self.check.refuse(f"{type(msg).__name__} after start-up")
+
+    def _forward_chunks(self) -> None:
+        """Send each new chunk the moment the policy worker puts it (blocks on the mailbox)."""
+        seq = 0
         while not self._stop.is_set():
-            item = self.head_frames.wait_newer(frame_seq, 0.02)
+            item = self.chunks.wait_newer(seq, FORWARD_WAIT_S)
+            self.forwarder_wakeups["chunks"] += 1
             if item is not None:
-                frame_seq = item.seq
-                self._send(("frame", item.t_capture))
-            c = self.chunks.peek()
-            if c is not None and c.seq != chunk_seq:
-                chunk_seq = c.seq
-                self._send(("chunk", c.value))
-            if self._forwarded_request and not self.requests.in_flight:
-                self._forwarded_request = False
-                self._send(("done",))
+                seq = item.seq
+                self._send(ChunkMsg(item.value))
+
+    def _forward_frames(self) -> None:
+        """Send each new head frame's capture time (the child loop's perception age)."""
+        seq = 0
+        while not self._stop.is_set():
+            item = self.head_frames.wait_newer(seq, FORWARD_WAIT_S)
+            self.forwarder_wakeups["frames"] += 1
+            if item is not None:
+                seq = item.seq
+                self._send(FrameMsg(item.t_capture))
+
+    def _forward_done(self) -> None:
+        """Tell the child when the request it forwarded is finished (with or without a chunk)."""
+        while not self._stop.is_set():
+            if not self._forwarded_request.wait(FORWARD_WAIT_S):
+                continue
+            if not self.requests.wait_idle(FORWARD_WAIT_S):
+                continue
+            self.forwarder_wakeups["done"] += 1
+            self._forwarded_request.clear()
+            if self.requests.in_flight:  # a newer forwarded request began in between: wait for it
+                self._forwarded_request.set()
+                continue
+            self._send(RequestDoneMsg())
 
 
 class _ForwardingRequests(ChunkRequests):
@@ -252,7 +310,7 @@ class _ForwardingRequests(ChunkRequests):
 
     def request(self, now: float) -> bool:
         if super().request(now):
-            self._forward(("request", now))
+            self._forward(RequestMsg(now))
             return True
         return False
 
@@ -286,9 +344,10 @@ def child_main(cfg_dict: dict, conn) -> None:
     # buffer fills, conn.send blocks): messages go through a bounded queue to a sender thread;
     # when it is full, telemetry (states, commands) is dropped and counted, never the loop's time.
     outbox: queue.Queue = queue.Queue(maxsize=2048)
-    dropped = [0]
+    dropped = [0, 0]  # telemetry dropped for a full outbox, states that did not fit the joint names
     link_alive = threading.Event()
     link_alive.set()
+    check = MessageCheck("control process link (child)", TO_CHILD)
 
     def send(msg) -> None:
         try:
@@ -317,7 +376,7 @@ def child_main(cfg_dict: dict, conn) -> None:
         clock = GilHoldingClock(rt.loop_spin_us / 1e6) if rt.loop_spin_us > 0 else Clock()
         handle = make_bridge(cfg, clock)
     except Exception as exc:  # reported to the parent, which raises it with the reason
-        send(("error", f"{type(exc).__name__}: {exc}"))
+        send(ErrorMsg(f"{type(exc).__name__}: {exc}"))
         link_alive.clear()
         sender_thread.join(5.0)
         return
@@ -331,16 +390,23 @@ def child_main(cfg_dict: dict, conn) -> None:
         perception_t = [-math.inf]
         chunks: Mailbox = Mailbox("chunks", clock)
         requests = _ForwardingRequests(send)
+        from runtime.joint_space import JointSpace
+
+        names = JointSpace.from_config(cfg.robot).names
+        source = f"control process {cfg.bridge.kind}"
 
         def publish(kind, *args) -> None:
             if kind == "joint_state":
-                s = args[0]
-                send(("state", StateView(np.asarray(s.positions, dtype=np.float64),
-                                         np.asarray(s.velocities, dtype=np.float64), float(s.t_host_receive))))
+                try:
+                    state = as_joint_state(args[0], names, source)
+                except (ValueError, TypeError, AttributeError):  # a state this config cannot name
+                    dropped[1] += 1
+                    return
+                send(StateMsg(state))
             elif kind == "command":
-                send(("command", args[0], args[1]))
+                send(SentMsg(np.asarray(args[0], dtype=np.float64), args[1]))
             else:
-                send(("event", kind, args[0]))
+                send(EventMsg(kind, args[0] if args else None))
 
         loop = ControlLoop(
             handle.bridge, ChunkExecutor.from_config(cfg),
@@ -358,15 +424,14 @@ def child_main(cfg_dict: dict, conn) -> None:
         gc.collect()
         gc.freeze()
 
-        def stats() -> dict:
+        def stats() -> StatsMsg:
             b = handle.bridge
             try:
                 counters = b.counters()
             except Exception as exc:  # a bridge mid-reconnect may refuse; report it
                 counters = {"error": repr(exc)}
-            return {"progress": loop.progress(), "bridge": counters,
-                    "link": (bool(getattr(b, "link_up", True)), bool(getattr(b, "armed", True)),
-                             bool(getattr(b, "needs_rearm", False)))}
+            return StatsMsg(loop.progress(), counters, bool(getattr(b, "link_up", True)),
+                            bool(getattr(b, "armed", True)), bool(getattr(b, "needs_rearm", False)))
 
         if rt.worker_sched_fifo_priority is not None:
             # this main thread unpickles the parent's messages: it holds the GIL in short bursts too
@@ -374,12 +439,12 @@ def child_main(cfg_dict: dict, conn) -> None:
             setup["worker_threads"] = apply_worker_priorities(
                 threading.enumerate(), rt.worker_sched_fifo_priority, None,
                 extra_prefixes=("control-process-main", "loop-link"))
-        send(("ready", setup))  # first message: the parent reads it before any state
+        send(ReadyMsg(setup))  # first message: the parent reads it before any state
         loop.start()
-        _serve(conn, loop, chunks, requests, perception_t, stats, send, clock)
+        _serve(conn, loop, chunks, requests, perception_t, stats, send, clock, check)
         loop.stop()
         report = loop.report()
-        report["bridge_counters"] = stats()["bridge"]
+        report["bridge_counters"] = stats().bridge
     except Exception as exc:  # the parent gets a report saying why, and the bridge still closes
         log.exception("control process failed")
         report = {**report, "errors": [*report.get("errors", []), f"control process failed: {exc!r}"]}
@@ -400,8 +465,10 @@ def child_main(cfg_dict: dict, conn) -> None:
             switch.__exit__(None, None, None)
         report["thread_setup"] = {**((loop.thread_setup if loop is not None else None) or {}), **setup}
         report["telemetry_dropped_in_control_process"] = dropped[0]
+        report["states_unnamed_in_control_process"] = dropped[1]
+        report["unknown_messages_in_control_process"] = check.unknown
         try:  # the report must not be lost to a full outbox: wait (bounded) for room
-            outbox.put(("report", report), timeout=2.0)
+            outbox.put(ReportMsg(report), timeout=2.0)
         except queue.Full:
             log.warning("control process: outbox full, report not sent")
         link_alive.clear()
@@ -409,32 +476,44 @@ def child_main(cfg_dict: dict, conn) -> None:
         conn.close()
 
 
-def _serve(conn, loop, chunks: Mailbox, requests: ChunkRequests, perception_t: list, stats, send, clock) -> None:
-    """The child's main thread: apply the parent's messages until "stop", the parent is gone, or the
-    loop thread ends. Stats go out every STATS_PERIOD_S, and at once when a homing ends (a waiter
-    in the parent counts on it)."""
+def _serve(conn, loop, chunks: Mailbox, requests: ChunkRequests, perception_t: list, stats, send, clock,
+           check: MessageCheck) -> None:
+    """The child's main thread: apply the parent's messages until StopMsg, the parent is gone, or the
+    loop thread ends. It blocks on the pipe, so a chunk reaches the loop's mailbox on arrival (the
+    loop takes it on its next cycle). Stats go out every STATS_PERIOD_S, and at once (within
+    CHILD_CHECK_S) when a homing ends: a waiter in the parent counts on it."""
     t_stats = clock.now()
     home_done = loop.home_done
     while True:
+        timeout = max(0.0, min(CHILD_CHECK_S, t_stats + STATS_PERIOD_S - clock.now()))
         try:
-            if conn.poll(0.1):
-                msg = conn.recv()
-                kind = msg[0]
-                if kind == "chunk":
-                    chunks.put(msg[1], msg[1].t_obs)
-                elif kind == "done":
-                    requests.done()
-                elif kind == "frame":
-                    perception_t[0] = msg[1]
-                elif kind == "cmd":
-                    loop.submit(msg[1], **msg[2])
-                elif kind == "stop":
+            if conn.poll(timeout):
+                if not apply_to_child(check, conn.recv(), loop, chunks, requests, perception_t):
                     return
         except (EOFError, OSError):
             return  # parent died: stop safely
+        except Exception as exc:  # noqa: BLE001 - a message that does not unpickle is dropped, not fatal
+            check.refuse(f"undecodable: {exc!r}")
         if clock.now() - t_stats >= STATS_PERIOD_S or loop.home_done != home_done:
             t_stats = clock.now()
             home_done = loop.home_done
-            send(("stats", stats()))
+            send(stats())
         if not loop.alive:
             return
+
+
+def apply_to_child(check: MessageCheck, raw, loop, chunks: Mailbox, requests: ChunkRequests,
+                   perception_t: list) -> bool:
+    """Apply one message from the parent; False when it says stop. Unknown ones are counted by `check`."""
+    msg = check.accept(raw)
+    if isinstance(msg, ChunkMsg):
+        chunks.put(msg.chunk, msg.chunk.t_obs)
+    elif isinstance(msg, RequestDoneMsg):
+        requests.done()
+    elif isinstance(msg, FrameMsg):
+        perception_t[0] = msg.t_capture
+    elif isinstance(msg, CommandMsg):
+        loop.submit(msg.name, **msg.kwargs)
+    elif isinstance(msg, StopMsg):
+        return False
+    return True

@@ -15,6 +15,8 @@ class ChunkRequests:
         self._lock = threading.Lock()
         self._wanted = threading.Event()
         self._in_flight = False
+        self._idle = threading.Event()  # set while no request is in flight (wait_idle)
+        self._idle.set()
         self.t_requested = 0.0
         self.count = 0
 
@@ -30,6 +32,7 @@ class ChunkRequests:
             if self._in_flight:
                 return False
             self._in_flight = True
+            self._idle.clear()
             self.t_requested = now
             self.count += 1
         self._wanted.set()
@@ -45,6 +48,12 @@ class ChunkRequests:
     def done(self) -> None:
         with self._lock:
             self._in_flight = False
+            self._idle.set()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until no request is in flight (True) or `timeout_s` passes (False): lets the control
+        process's link forward `done` the moment it happens instead of polling `in_flight`."""
+        return self._idle.wait(timeout_s)
 
     def cancel(self) -> None:
         """Drop a pending request (e.g. the policy was disabled before the worker took it)."""

@@ -14,6 +14,7 @@ from runtime.config.components import BridgeHandle
 from runtime.execution.chunk import TimedChunk
 from runtime.execution.executor import ChunkExecutor
 from runtime.execution.fakes import FakeBridge
+from runtime.execution.messages import EventMsg, ReadyMsg, ReportMsg, StatsMsg, StopMsg
 
 
 # ---- chunks stamped in the future -------------------------------------------------------------
@@ -123,10 +124,10 @@ def _run_child(monkeypatch, fault):
     cfg = config_from_dict(CHILD_CFG, "test")
     th = threading.Thread(target=loop_process.child_main, args=(cfg.model_dump(), child), daemon=True)
     th.start()
-    assert parent.poll(30) and parent.recv()[0] == "ready"
+    assert parent.poll(30) and isinstance(parent.recv(), ReadyMsg)
     time.sleep(0.7 if fault == "stats" else 0.3)
     try:
-        parent.send(("stop",))
+        parent.send(StopMsg())
     except OSError:  # the stats fault ends the child by itself (its end of the pipe is closed)
         assert fault == "stats"
     msgs = []
@@ -137,7 +138,7 @@ def _run_child(monkeypatch, fault):
                 msgs.append(parent.recv())
         except (EOFError, OSError):
             break
-        if msgs and msgs[-1][0] == "report":
+        if msgs and isinstance(msgs[-1], ReportMsg):
             break
     th.join(10)
     assert not th.is_alive()
@@ -148,8 +149,8 @@ def _run_child(monkeypatch, fault):
 def test_control_child_disarms_and_closes_on_every_exit_path(monkeypatch, fault):
     bridge, msgs = _run_child(monkeypatch, fault)
     assert "disarm" in bridge.calls and bridge.calls[-1] == "close", bridge.calls
-    reports = [m[1] for m in msgs if m[0] == "report"]
-    assert reports, [m[0] for m in msgs]  # the parent always gets a report, even a short one
+    reports = [m.report for m in msgs if isinstance(m, ReportMsg)]
+    assert reports, [type(m).__name__ for m in msgs]  # the parent always gets a report, even a short one
     if fault == "report":
         assert any("injected report fault" in e for e in reports[-1]["errors"])
 
@@ -167,9 +168,8 @@ def test_parent_event_log_is_bounded_and_counts_what_it_dropped():
     rx = threading.Thread(target=proxy._rx, daemon=True)
     rx.start()
     for i in range(1000):
-        child.send(("event", "episode_event", {"t": float(i), "event": f"e{i}"}))
-    child.send(("stats", {"progress": {"hold_reason": None, "homes_completed": 3, "home_done": [2, "reached"]},
-                          "bridge": {}, "link": (True, True, False)}))
+        child.send(EventMsg("episode_event", {"t": float(i), "event": f"e{i}"}))
+    child.send(StatsMsg({"hold_reason": None, "homes_completed": 3, "home_done": [2, "reached"]}, {}, True, True, False))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and proxy.homes_completed != 3:
         time.sleep(0.02)
