@@ -44,6 +44,8 @@ class DdsClient:
         self._t_js = Topic(dp, qos.TOPIC_JOINT_STATES, JointState_, qos=qos.telemetry_qos())
         self._t_jc = Topic(dp, qos.TOPIC_JOINT_COMMANDS, JointState_, qos=qos.telemetry_qos())
         self._DataReader = DataReader
+        self._Topic = Topic
+        self._image_topics: dict = {}
         self._latest: dict | None = None
         self._history: list[dict] = []
         self._lock = threading.Lock()
@@ -53,6 +55,37 @@ class DdsClient:
     def joint_reader(self, commands: bool = False):
         """A best-effort reader of rt/dexgrasp/joint_states (or joint_commands)."""
         return self._DataReader(self._dp, self._t_jc if commands else self._t_js, qos=qos.telemetry_qos())
+
+    def image_reader(self, camera: str = "head"):
+        """A best-effort reader of rt/dexgrasp/<camera>/image/compressed (head, wrist or mask)."""
+        from runtime.telemetry.types import CompressedImage_
+
+        topic = self._image_topics.get(camera)
+        if topic is None:
+            topic = self._image_topics[camera] = self._Topic(self._dp, qos.image_topic(camera), CompressedImage_,
+                                                             qos=qos.image_qos())
+        return self._DataReader(self._dp, topic, qos=qos.image_qos())
+
+    def diagnostics_reader(self):
+        """A reader of rt/diagnostics (transient-local: the latest array arrives at once)."""
+        from runtime.telemetry.types import DiagnosticArray_
+
+        topic = self._Topic(self._dp, qos.TOPIC_DIAGNOSTICS, DiagnosticArray_, qos=qos.diagnostics_qos())
+        return self._DataReader(self._dp, topic, qos=qos.diagnostics_qos())
+
+    def latest_image(self, camera: str, timeout_s: float):
+        """The next CompressedImage on the camera's topic (blocks <= timeout_s), or None."""
+        from runtime.telemetry.types import CompressedImage_
+
+        reader = self.image_reader(camera)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = [s for s in reader.take(N=8) if isinstance(s, CompressedImage_)]
+            if got:
+                return got[-1]
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_S)
 
     def wait_for_runtime(self, timeout_s: float) -> bool:
         """True once a runtime's command reader has matched our writer (blocks <= timeout_s)."""

@@ -2,7 +2,8 @@
 
 Runs a TelemetryNode whose submit callback drives a tiny state machine, publishes joint states at
 ~50 Hz (position[0] = the number of the sample, the rest = the state machine's phase code) and
-reports its phase on the status topic. Prints READY once the node is up; exits on stdin EOF.
+reports its phase on the status topic; offers a 640x480 head frame (and wrist, mask) at ~10 Hz, so
+the images go out at telemetry.dds.images.rate_hz and manual boxes have an image size to be checked against. Prints READY once the node is up; exits on stdin EOF.
 """
 
 import sys
@@ -33,6 +34,8 @@ def main() -> None:
                 state.update(phase="idle", prompt=None, armed=False)
             elif cmd["cmd"] == "arm":
                 state["armed"] = True
+            elif cmd["cmd"] == "manual_bbox":
+                state["bbox"] = cmd["bbox"]
             node.on_status(dict(state))
 
     node = TelemetryNode(DdsConfig(enabled=True, domain_id=domain_id, status_rate_hz=10.0), submit=submit)
@@ -40,12 +43,18 @@ def main() -> None:
     node.start()
     done = threading.Event()
 
+    head = np.tile(np.arange(640, dtype=np.uint8)[None, :, None], (480, 1, 3))
+    mask = np.zeros((480, 640), bool)
+    mask[100:200, 200:300] = True
+
     def publish():
         i = 0
         while not done.wait(0.02):
             with lock:
                 code = PHASES[state["phase"]]
             node.on_joint_state(np.array([float(i)] + [code] * 12))
+            if i % 5 == 0:
+                node.on_frames(head, head[:, ::-1], mask, None)
             i += 1
 
     th = threading.Thread(target=publish, name="fake-state", daemon=True)

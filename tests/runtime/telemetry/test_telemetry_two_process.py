@@ -92,3 +92,37 @@ def test_ctl_without_runtime_fails_clearly():
                          capture_output=True, text=True, timeout=TIMEOUT_S, env=subprocess_env())
     assert out.returncode == 2
     assert "no runtime is reading rt/dexgrasp/command" in out.stderr
+
+
+def test_ctl_save_image_then_box_on_it_reaches_the_runtime(runtime_proc, tmp_path):
+    """The operator flow of docs/operator.md: save the head image, pick a box on it, send it."""
+    import cv2
+
+    domain_id = runtime_proc
+    out = tmp_path / "head.jpg"
+    saved = ctl(domain_id, "save-image", "--out", str(out))
+    assert saved.returncode == 0, saved.stderr
+    img = cv2.imread(str(out))
+    assert img.shape == (240, 320, 3)  # 640x480 downscaled to images.max_width (320)
+    assert "320x240" in saved.stdout
+
+    # picked on the 320-wide image: scaled x2 to head-camera pixels, then checked and accepted
+    box = ctl(domain_id, "box", "20", "30", "60", "70", "--image", str(out))
+    assert box.returncode == 0 and box.stdout.strip() == "manual_bbox accepted", (box.stdout, box.stderr)
+    doc = json.loads(ctl(domain_id, "status").stdout)
+    assert doc["runtime"]["bbox"] == [40.0, 60.0, 120.0, 140.0]
+    assert doc["box"] == [40.0, 60.0, 120.0, 140.0] and doc["box_source"] == "operator"
+
+    # the planner's rule: a box covering (almost) the whole frame is refused, with the reason
+    whole = ctl(domain_id, "box", "0", "0", "320", "240", "--image", str(out))
+    assert whole.returncode == 1 and "manual_bbox rejected: box refused" in whole.stdout, whole.stdout
+    outside = ctl(domain_id, "box", "100", "100", "700", "300")  # camera pixels: beyond 640 wide
+    assert outside.returncode == 1 and "outside the 640x480 image" in outside.stdout, outside.stdout
+    assert json.loads(ctl(domain_id, "status").stdout)["runtime"]["bbox"] == [40.0, 60.0, 120.0, 140.0]
+
+
+def test_ctl_save_image_needs_out():
+    out = subprocess.run([sys.executable, "-m", "runtime.cli.main", "ctl", "save-image", "--domain-id",
+                          str(fresh_domain_id()), "--timeout-s", "1", *LOOPBACK_ARGS],
+                         capture_output=True, text=True, timeout=TIMEOUT_S, env=subprocess_env())
+    assert out.returncode != 0 and "needs --out FILE" in out.stderr and "Traceback" not in out.stderr
