@@ -198,3 +198,26 @@ def test_bad_image_settings_are_refused_naming_the_field(raw, message):
     with pytest.raises(ConfigError, match=None) as err:
         DdsConfig.from_dict({"images": raw})
     assert message in str(err.value)
+
+
+def test_the_foxglove_layout_shows_topics_the_runtime_publishes():
+    """docs/foxglove_layout.json must name real topics (ROS 2 names = DDS names without 'rt')."""
+    import json
+    import re
+    from pathlib import Path
+
+    from runtime.telemetry import qos
+
+    layout = json.loads((Path(__file__).parents[3] / "docs" / "foxglove_layout.json").read_text())
+    published = {t.removeprefix("rt") for t in (qos.TOPIC_JOINT_STATES, qos.TOPIC_JOINT_COMMANDS, qos.TOPIC_STATUS,
+                                                qos.TOPIC_DIAGNOSTICS, qos.TOPIC_PLANNER_BOX)}
+    published |= {qos.image_topic(c).removeprefix("rt") for c in ("head", "wrist", "mask")}
+    named = set(re.findall(r'"(/[a-z_/]+)', json.dumps(layout["configById"])))
+    named = {re.sub(r"\.\w.*$", "", n) for n in named}
+    assert {"/dexgrasp/head/image/compressed", "/diagnostics", "/dexgrasp/planner/box"} <= named
+    assert named <= published, named - published
+
+    def panels(node):
+        return [node] if isinstance(node, str) else panels(node["first"]) + panels(node["second"])
+
+    assert sorted(panels(layout["layout"])) == sorted(layout["configById"])  # every panel is placed
