@@ -49,7 +49,9 @@ def build_statuses(s: Seen) -> list[tuple[int, str, str, dict]]:
     out = []
 
     # loop: timing figures when the runtime reports them, and its safety state
+    # the loop's own figures when its status carries them; always the joint-state rate seen here
     timing = {k: rt.get(k) for k in ("rate_hz_achieved", "missed_cycles", "lateness_p99_us")}
+    timing["joint_state_hz_seen"] = s.joint_state_hz
     if not rt:
         out.append(_entry(DIAG_STALE, "loop", "no status from the control loop yet"))
     elif rt.get("protective_stop"):
