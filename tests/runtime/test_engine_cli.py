@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -13,37 +12,19 @@ import pytest
 from runtime.cli.main import main
 from runtime.controller.manifest import Manifest
 from runtime.controller.verify import synthetic_obs
+from tests.runtime.bf16 import needs_bf16
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
 
 
-def _bf16() -> bool:
-    from runtime.inference.openvino import bf16_support
-
-    return bf16_support() is not None
-
-
-needs_bf16 = pytest.mark.skipif(not _bf16(), reason="this CPU has neither AMX-BF16 nor AVX512-BF16")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from export.checkpoint import load_checkpoint
-    from export.model.arch import get_preset
-    from export.onnx_export import export_controller
-    from export.random_init import make_checkpoint
-
-    root = tmp_path_factory.mktemp("engine_cli")
-    export_controller(load_checkpoint(make_checkpoint(get_preset("_test_tiny"), root / "t.ckpt", seed=4)),
-                      root / "m", progress=False)
-    return root / "m"
-
-
 @pytest.fixture
-def model(tiny_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("DEXGRASP_CACHE_DIR", str(tmp_path / "cache"))
-    shutil.copytree(tiny_dir, tmp_path / "m")
-    return tmp_path / "m"
+def model(tiny_model_copy):
+    return tiny_model_copy
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def _json_line(out: str) -> dict:

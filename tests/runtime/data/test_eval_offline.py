@@ -21,16 +21,8 @@ from runtime.recording import load_episode  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from export.checkpoint import load_checkpoint
-    from export.model.arch import get_preset
-    from export.onnx_export import export_controller
-    from export.random_init import make_checkpoint
-
-    root = tmp_path_factory.mktemp("tiny_eval")
-    export_controller(load_checkpoint(make_checkpoint(get_preset("_test_tiny"), root / "t.ckpt", seed=3)),
-                      root / "model", progress=False)
-    return root / "model"
+def tiny_model(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_eval_offline_errors_are_against_the_executed_commands(tiny_model, tmp_path, capsys):

@@ -4,7 +4,6 @@ the verified compiled-model cache, and the one-line errors (missing package, bad
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import sys
 
 import numpy as np
@@ -14,39 +13,21 @@ from runtime.controller import Controller
 from runtime.controller.manifest import Manifest
 from runtime.controller.verify import compare, record, synthetic_obs
 from runtime.errors import MissingExtraError, ModelError
+from tests.runtime.bf16 import needs_bf16
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
                                 reason="openvino is not installed (pip install 'dexgraspvla-runtime[openvino]')")
 
 
-def _has_bf16() -> bool:
-    from runtime.inference.openvino import bf16_support
-
-    return bf16_support() is not None
-
-
-needs_bf16 = pytest.mark.skipif(not _has_bf16(), reason="this CPU has neither AMX-BF16 nor AVX512-BF16")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from export.checkpoint import load_checkpoint
-    from export.model.arch import get_preset
-    from export.onnx_export import export_controller
-    from export.random_init import make_checkpoint
-
-    root = tmp_path_factory.mktemp("ov")
-    export_controller(load_checkpoint(make_checkpoint(get_preset("_test_tiny"), root / "t.ckpt", seed=3)),
-                      root / "m", progress=False)
-    return root / "m"
-
-
 @pytest.fixture
-def model(tiny_dir, tmp_path, monkeypatch):
+def model(tiny_model_copy):
     """A private copy (verifications write its manifest) and a private cache root."""
-    monkeypatch.setenv("DEXGRASP_CACHE_DIR", str(tmp_path / "cache"))
-    shutil.copytree(tiny_dir, tmp_path / "m")
-    return tmp_path / "m"
+    return tiny_model_copy
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
