@@ -188,6 +188,13 @@ class JointSpace:
             if int(shape[-1]) != self.n:
                 raise ModelError(f"{where} reads a {shape[-1]}-value joint state ({MODEL_STATE_INPUT} {list(shape)}) "
                                  f"but robot config has {layout}")
+        if manifest.normalizer:
+            # In the action's own units: the arm in upstream's normalized [-1, 1], the hand in its limits.
+            from runtime.controller.integrity import check_normalizer_against_limits
+
+            lower = np.concatenate([-np.ones(self.n_arm), self.lower[self.n_arm:]])
+            upper = np.concatenate([np.ones(self.n_arm), self.upper[self.n_arm:]])
+            check_normalizer_against_limits(manifest, lower, upper)
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod

@@ -110,6 +110,22 @@ def test_state_input_of_another_size_is_refused(tmp_path):
     space.check_model(Manifest.load(_manifest_dir(tmp_path, action_dim=12, state_dim=12)))  # matches: no error
 
 
+@pytest.mark.parametrize("dim, scale", [(2, 0.2), (10, 0.1)])
+def test_a_normalizer_far_outside_the_joint_ranges_is_refused(tmp_path, dim, scale):
+    """The policy's [-1, 1] maps through the normalizer to [-1/scale, 1/scale]: for an arm joint (in
+    upstream's normalized units, [-1, 1]) or a hand joint (0..1) that is not this robot's model."""
+    path = _manifest_dir(tmp_path, action_dim=13, state_dim=13) / MANIFEST_NAME
+    data = json.loads(path.read_text())
+    data["normalizer"]["scale"][dim] = scale
+    path.write_text(json.dumps(data))
+    space = JointSpace.from_config(config_from_dict({}).robot)
+    with pytest.raises(ModelError, match=rf"action dim {dim} spans .* far outside the joint range"):
+        space.check_model(Manifest.load(tmp_path))
+    data["normalizer"]["scale"][dim] = 1.0
+    path.write_text(json.dumps(data))
+    space.check_model(Manifest.load(tmp_path))  # a normalizer fitted on this robot's ranges passes
+
+
 @pytest.mark.parametrize(("robot", "message"), [
     ({"units": "deg"}, r"robot.units: the runtime's arm joints are in radians, got 'deg'.*deg \* pi / 180"),
     ({"arm_lower_rad": [-170.0] * 7, "arm_upper_rad": [170.0] * 7}, r"arm_lower_rad: .*these look like degrees"),
