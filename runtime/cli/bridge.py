@@ -116,6 +116,8 @@ def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, 
     from tqdm import tqdm
 
     from firmware_bridge.errors import NotArmedError
+    from runtime.execution.safety import JointLimits as SafetyLimits
+    from runtime.execution.safety import SafetyFilter
     from runtime.rate import Rate
 
     bridge.arm()
@@ -123,6 +125,15 @@ def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, 
     mask = np.zeros_like(q0)
     mask[:7] = 1.0
     rate = Rate(rate_hz, bridge.clock, name="bridge-stream")
+    # The same host-side limiter the control loop uses, on the host's envelope (never wider than the
+    # firmware's: the handshake refuses that): velocity and acceleration hold whatever is asked.
+    envelope = bridge.limits
+    safety = SafetyFilter(SafetyLimits(lower=np.asarray(envelope.lower, dtype=np.float64),
+                                       upper=np.asarray(envelope.upper, dtype=np.float64),
+                                       max_velocity=np.asarray(envelope.max_velocity, dtype=np.float64),
+                                       max_acceleration=np.asarray(envelope.max_acceleration, dtype=np.float64)),
+                          dt_s=1.0 / rate_hz)
+    safety.reset(np.asarray(q0, dtype=np.float64))
     refused = 0
     # duration * rate commands, but never for much longer than asked: a rate the link cannot sustain
     # must not stretch a 0.5 s stream into minutes, while a loaded machine that falls a few cycles
@@ -138,7 +149,7 @@ def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, 
                 break
             tick = rate.sleep()
             phase = 2 * math.pi * 0.5 * (tick.deadline - rate.started_at)
-            q = bridge.limits.clip(q0 + mask * amplitude * math.sin(phase))
+            q, _ = safety.apply(bridge.limits.clip(q0 + mask * amplitude * math.sin(phase)))
             try:
                 bridge.send_targets(q)
             except NotArmedError:
@@ -154,6 +165,7 @@ def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, 
         "timeouts": c["timeouts"], "reconnects": c["reconnects"], "rtt_ms": c["rtt_ms"],
         "confirmed": c["commands_confirmed"], "lost_rx_frames": c["lost_rx_frames"], "refused": refused,
         "device_faults": c["device_fault_codes"], "rate": rate.report(),
+        "limited": {"velocity": safety.counters.limited_velocity, "acceleration": safety.counters.limited_acceleration},
     }
     return out
 

@@ -59,6 +59,9 @@ def test_missing_system_library_names_apt_package(monkeypatch):
     assert "apt-get install libusb-1.0-0" in msg and "\n" not in msg
 
 
+import numpy as np  # noqa: E402
+
+
 class _SlowLinkBridge:
     """A bridge whose every write takes 10 ms of (fake) time: it cannot sustain the asked rate."""
 
@@ -73,7 +76,9 @@ class _SlowLinkBridge:
         self.write_s = write_s
         self.sent = 0
         self.armed = False
-        self.limits = SimpleNamespace(clip=lambda q: np.clip(q, -1.0, 1.0))
+        self.limits = SimpleNamespace(clip=lambda q: np.clip(q, -1.0, 1.0), lower=-np.ones(13), upper=np.ones(13),
+                                      max_velocity=np.full(13, 0.1), max_acceleration=np.full(13, 1.0))
+        self.commands = []
         self._state = SimpleNamespace(positions=np.zeros(13))
 
     def arm(self):
@@ -86,6 +91,7 @@ class _SlowLinkBridge:
         return self._state
 
     def send_targets(self, q):
+        self.commands.append(np.array(q))
         self.sent += 1
         self.clock.advance(self.write_s)
 
@@ -112,3 +118,20 @@ def test_bridge_stream_is_bounded_in_time_not_cycles(write_s, expected_sent):
         assert out["sent"] < 500 and out["sent"] == bridge.sent
     else:
         assert out["sent"] == expected_sent
+
+
+def test_bridge_stream_goes_through_the_safety_filter():
+    """--amplitude 0.2 at 1000 Hz asks for 0.63 rad/s; with a 0.1 rad/s, 1 rad/s^2 envelope every
+    command stays within position, velocity and acceleration limits (it was sent unfiltered)."""
+    from runtime.cli.bridge import stream_targets
+
+    bridge = _SlowLinkBridge(0.0)
+    out = stream_targets(bridge, duration_s=1.0, rate_hz=1000.0, amplitude=0.2, progress=False)
+    q = np.asarray(bridge.commands)
+    dt = 1e-3
+    v = np.diff(np.vstack([np.zeros(13), q]), axis=0) / dt
+    a = np.diff(np.vstack([np.zeros(13), v]), axis=0) / dt
+    assert np.all(np.abs(q) <= 1.0)
+    assert np.abs(v).max() <= 0.1 * (1 + 1e-9)
+    assert np.abs(a).max() <= 1.0 * (1 + 1e-6)
+    assert out["limited"]["velocity"] > 0 or out["limited"]["acceleration"] > 0
