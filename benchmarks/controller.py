@@ -84,11 +84,17 @@ def _inputs(seed: int = 0) -> tuple[dict, np.ndarray]:
     return obs, rng.standard_normal((1, 64, 13)).astype(np.float32)
 
 
-def _rate_sample() -> float | None:
-    """One fp32 matmul-rate sample (ONNX Runtime MatMul, 2048^3, all usable cores), in GFLOP/s."""
+def _rate_sample(precision: str = "fp32", threads: int | None = None) -> float | None:
+    """One matmul-rate sample (2048^3, all usable cores) in GFLOP/s, taken right before a timed run:
+    fp32 with ONNX Runtime MatMul, bf16 with torch (oneDNN). None for precisions without a CPU rate."""
     from benchmarks.common import matmul
 
-    r = matmul.onnxruntime_rate(*SQUARE, repeats=2, warmup=1)
+    if precision == "fp32":
+        r = matmul.onnxruntime_rate(*SQUARE, repeats=2, warmup=1)
+    elif precision == "bf16":
+        r = matmul.torch_rate(*SQUARE, "bfloat16", repeats=2, warmup=1, threads=threads)
+    else:
+        return None
     return r.get("gflops_median")
 
 
@@ -190,8 +196,10 @@ def _rel_error(action: np.ndarray, ref: np.ndarray) -> tuple[float, float | None
     return err, ratio(err, float(ref.max() - ref.min()))
 
 
-def _config_rows(model_dir, obs, noise, threads, repeats, floors, flops_cached, rate_samples) -> list[dict]:
-    """One row per (backend, precision): timings, or the reason it was not measured."""
+def _config_rows(model_dir, obs, noise, threads, repeats, rate_samples: dict[str, list[float]]) -> list[dict]:
+    """One row per (backend, precision): timings, or the reason it was not measured. A GEMM-rate
+    sample in the row's precision is taken right before each timed run (into rate_samples), so the
+    floor uses the rate this shared CPU gave at that moment (other load moves both together)."""
     from benchmarks.common.backends import CONTROLLER_CONFIGS, open_controller, unavailable_reason
 
     rows = []
@@ -205,12 +213,12 @@ def _config_rows(model_dir, obs, noise, threads, repeats, floors, flops_cached, 
             rows.append({**row, "status": "not measured", "reason": reason})
             log.info("controller bench: %s %s not measured: %s", backend, precision, reason)
             continue
-        before = None
-        if (backend, precision) == ("onnxruntime", "fp32"):
-            def before():  # the fp32 floor uses the rate this shared CPU gave at that moment
-                r = _rate_sample()
-                if r:
-                    rate_samples.append(r)
+
+        def before(precision=precision):
+            r = _rate_sample(precision, threads)
+            if r:
+                rate_samples.setdefault(precision, []).append(r)
+
         try:
             timed = _timed_controller(controller, obs, noise, repeats, before)
         except Exception as exc:  # noqa: BLE001 - a backend failing at run time is a result too
@@ -218,13 +226,20 @@ def _config_rows(model_dir, obs, noise, threads, repeats, floors, flops_cached, 
             continue
         finally:
             controller.close()
-        floor_rate = floors.get(precision)
-        floor_ms = flops_cached / (floor_rate * 1e9) * 1e3 if floor_rate else None
         rows.append({**row, "status": "ok", "encoder_ms": timed["encoder_ms"], "denoise_ms": timed["denoise_ms"],
                      "total_ms": timed["total_ms"], "min_total_ms": timed["min_total_ms"], "wall_ms": timed["wall_ms"],
-                     "samples_total_ms": timed["samples_total_ms"], "floor_ms": floor_ms,
-                     "ratio_to_floor": ratio(timed["total_ms"], floor_ms), "action": timed["action"]})
+                     "samples_total_ms": timed["samples_total_ms"], "action": timed["action"]})
     return rows
+
+
+def preset_floors(start: dict[str, float | None], samples: dict[str, list[float]]) -> dict[str, float | None]:
+    """Per precision, the fastest rate seen in this preset (the start-of-run rates and the samples
+    next to the timed runs): a floor from the best rate is never flattering."""
+    out = {}
+    for precision, rate in start.items():
+        seen = [v for v in [rate, *samples.get(precision, [])] if v]
+        out[precision] = max(seen) if seen else None
+    return out
 
 
 def bench_preset(preset: str, quick: bool, threads: int, rates: dict, eager_repeats: int | None = None) -> dict:
@@ -238,25 +253,28 @@ def bench_preset(preset: str, quick: bool, threads: int, rates: dict, eager_repe
     ckpt, model_dir = _ensure_model(preset)
     obs, noise = _inputs()
     flops = controller_flops(get_preset(preset))
-    floors = floor_rates(rates)
-    rate_samples: list[float] = []
+    rate_samples: dict[str, list[float]] = {}
     repeats = 2 if (quick or full) else 3
-    configs = _config_rows(model_dir, obs, noise, threads, repeats, floors, flops["inference_cached"], rate_samples)
-    if rate_samples:  # the fp32 floor from the samples taken next to the ONNX Runtime runs
-        floors["fp32"] = max(float(np.median(rate_samples)), *(v.get("gflops_median") or 0 for k, v in
-                                                             rates.items() if k.endswith("_fp32")))
-        for c in configs:
-            if c.get("status") == "ok" and c["precision"] == "fp32":
-                c["floor_ms"] = flops["inference_cached"] / (floors["fp32"] * 1e9) * 1e3
-                c["ratio_to_floor"] = ratio(c["total_ms"], c["floor_ms"])
+    configs = _config_rows(model_dir, obs, noise, threads, repeats, rate_samples)
     nocache = _exported_uncached(model_dir, obs, noise, threads)
     # Never a single-shot number: one warm-up and at least two timed runs, also at paper size
-    # (where one eager fp32 inference takes tens of seconds on a 2-core CPU).
+    # (where one eager fp32 inference takes tens of seconds on a 2-core CPU). A rate sample of
+    # each precision right before the eager runs, as for the exported ones.
     policy = load_checkpoint(ckpt).policy.eval()
+    for precision in ("fp32", "bf16"):
+        r = _rate_sample(precision, threads)
+        if r:
+            rate_samples.setdefault(precision, []).append(r)
     eager = _eager(policy, obs, noise, threads, repeats=max(2, eager_repeats or 2), warmup=1)
     eager_bf16 = _eager(policy, obs, noise, threads, repeats=max(2, eager_repeats or 2), warmup=1,
                         autocast_bf16=True)
     del policy
+    floors = preset_floors(floor_rates(rates), rate_samples)
+    for c in configs:
+        if c.get("status") == "ok":
+            rate = floors.get(c["precision"])
+            c["floor_ms"] = flops["inference_cached"] / (rate * 1e9) * 1e3 if rate else None
+            c["ratio_to_floor"] = ratio(c["total_ms"], c["floor_ms"])
     torch.set_num_threads(threads)
     ref = eager["action"]
     for c in configs + [eager_bf16]:

@@ -37,22 +37,26 @@ def test_every_config_gets_a_row_measured_or_with_its_reason(monkeypatch):
                         (("onnxruntime", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("tensorrt", "fp16")))
     monkeypatch.setattr(backends, "unavailable_reason", lambda b, p: "no GPU here" if b == "tensorrt" else None)
     monkeypatch.setattr(backends, "open_controller", fake_open)
-    samples = iter([100.0, 120.0, 110.0])
-    monkeypatch.setattr(bench, "_rate_sample", lambda: next(samples))
-    rate_samples: list[float] = []
-    rows = bench._config_rows("model", {}, np.zeros((1, 64, 13), np.float32), 2, 3,
-                              {"fp32": 100.0, "bf16": 400.0, "fp16": None}, 4e9, rate_samples)
+    monkeypatch.setattr(bench, "_rate_sample", lambda precision, threads: {"fp32": 100.0, "bf16": 400.0}.get(precision))
+    rate_samples: dict[str, list[float]] = {}
+    rows = bench._config_rows("model", {}, np.zeros((1, 64, 13), np.float32), 2, 3, rate_samples)
     by = {(r["backend"], r["precision"]): r for r in rows}
     assert [r["status"] for r in rows] == ["ok", "ok", "not measured", "not measured"]
     assert by[("tensorrt", "fp16")]["reason"] == "no GPU here"
     assert by[("openvino", "int8")]["reason"] == "ModelError: int8 refused"
-    assert rate_samples == [100.0, 120.0, 110.0]  # one fp32 rate sample next to each ORT fp32 run, none else
-    assert by[("onnxruntime", "fp32")]["floor_ms"] == pytest.approx(40.0)  # 4 GFLOP at 100 GFLOP/s
-    assert by[("openvino", "bf16")]["floor_ms"] == pytest.approx(10.0)  # the bf16 rate for the bf16 row
+    # one rate sample in the row's own precision next to each timed run
+    assert rate_samples == {"fp32": [100.0] * 3, "bf16": [400.0] * 3}
     assert all(c.closed for c in opened.values())
     ref = np.linspace(-1, 1, 64 * 13, dtype=np.float32).reshape(64, 13)
     _, rel = bench._rel_error(by[("openvino", "bf16")]["action"], ref)
     assert rel == pytest.approx(0.005, rel=1e-3)  # 0.01 offset over a range of 2
+
+
+def test_preset_floors_use_the_fastest_rate_seen_per_precision():
+    start = {"fp32": 31.0, "bf16": 93.0, "fp16": None}  # measured while the CPU was busy
+    floors = bench.preset_floors(start, {"fp32": [170.0, 160.0], "bf16": [600.0]})
+    assert floors == {"fp32": 170.0, "bf16": 600.0, "fp16": None}
+    assert bench.preset_floors(start, {}) == start
 
 
 def test_floor_rates_pick_the_fastest_fp32_library_and_torch_bf16():
