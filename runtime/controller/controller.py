@@ -139,6 +139,9 @@ class Controller:
             check_precision(precision)
             for name, opts in per_graph.items():
                 opts.update(precision=precision_for(precision, name), threads=threads, cache_dir=cache_dir)
+        elif backend == "tensorrt":  # the engine's sidecar must say it was built for this precision
+            for opts in per_graph.values():
+                opts.update(precision=precision, threads=threads)
         encoder = open_backend(backend, model_dir, manifest.graph(ENCODER), **per_graph[ENCODER])
         denoiser = open_backend(backend, model_dir, manifest.graph(DENOISER), **per_graph[DENOISER])
         link = getattr(denoiser, "bind_device_outputs", None)
