@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 DESCRIPTION = """\
 Talk to a running `dexgrasp run` over DDS (needs telemetry.dds.enabled in its config).
@@ -19,10 +20,13 @@ examples:
                                              to the head camera's size); without --image: camera pixels.
                                              Alias: bbox. Checked like a planner box (inside the image,
                                              not tiny, not the whole frame); a refusal prints the reason.
-  dexgrasp ctl status --domain-id 7          print the latest status JSON
+  dexgrasp ctl status                        print the latest status JSON (finds `dexgrasp demo` as is)
+  dexgrasp ctl status --domain-id 7 --interface eth0
 
-Network: --interface lo --no-multicast --peer 127.0.0.1 keeps the traffic on this host; with none
-of them, Cyclone DDS reads CYCLONEDDS_URI (like ROS 2). Exit code 0 = accepted, 1 = rejected or
+Network: with no --interface/--peer/--no-multicast and no CYCLONEDDS_URI, ctl stays on this host
+(--interface loopback: lo, no multicast, peer 127.0.0.1), where configs/sim.yaml publishes. Give
+--interface eth0 (or set CYCLONEDDS_URI, like ROS 2) to reach a robot on the network. The domain id
+defaults to $DEXGRASP_DDS_DOMAIN_ID, else 0, like a runtime config that names none. Exit code 0 = accepted, 1 = rejected or
 dropped (the reason is printed), 2 = no runtime answered within --timeout-s.
 
 Every command carries a random sender id, a sequence number and the runtime's session (read
@@ -43,9 +47,12 @@ def register(subparsers) -> None:
     p.add_argument("--image", default=None,
                    help="box: the saved image the coordinates were picked on (scaled to the head camera size)")
     p.add_argument("--camera", default="head", choices=["head", "wrist", "mask"], help="save-image: which image")
-    p.add_argument("--domain-id", type=int, default=0, help="DDS domain id (default 0, like ROS_DOMAIN_ID)")
+    p.add_argument("--domain-id", type=int, default=None,
+                   help="DDS domain id (default $DEXGRASP_DDS_DOMAIN_ID, else 0)")
     p.add_argument("--timeout-s", type=float, default=5.0, help="how long to wait for the runtime (default 5)")
-    p.add_argument("--interface", default=None, help="network interface for DDS, e.g. lo or eth0")
+    p.add_argument("--interface", default=None,
+                   help="network interface for DDS, e.g. eth0 or loopback (the default when no network "
+                        "flag is given and CYCLONEDDS_URI is unset)")
     p.add_argument("--no-multicast", action="store_true", help="disable multicast discovery (use --peer)")
     p.add_argument("--peer", action="append", default=[], help="unicast discovery peer address (repeatable)")
     p.set_defaults(func=run)
@@ -54,13 +61,15 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from runtime.errors import ConfigError, DeviceNotConnectedError
     from runtime.telemetry.client import DdsClient
-    from runtime.telemetry.config import DdsConfig
+    from runtime.telemetry.config import LOOPBACK, DdsConfig
 
-    cfg = DdsConfig(
-        enabled=True, domain_id=args.domain_id, interface=args.interface,
-        allow_multicast=False if args.no_multicast else None, peers=tuple(args.peer),
-    )
-    cfg.validate("dexgrasp ctl")
+    raw: dict = {"enabled": True, "interface": args.interface,
+                 "allow_multicast": False if args.no_multicast else None, "peers": list(args.peer)}
+    if args.interface is None and not args.peer and not args.no_multicast and not os.environ.get("CYCLONEDDS_URI"):
+        raw["interface"] = LOOPBACK  # where configs/sim.yaml publishes: `ctl status` finds the demo as is
+    if args.domain_id is not None:
+        raw["domain_id"] = args.domain_id
+    cfg = DdsConfig.from_dict(raw, "dexgrasp ctl")
     fields: dict = {}
     if args.action == "start":
         if not args.args:

@@ -86,17 +86,27 @@ def run_app(cfg, duration_s: float | None, quiet: bool = False, model_dir=None) 
         print(f"dexgrasp run: starting '{cfg.name}' ({cfg.control.rate_hz:g} Hz control, bridge {cfg.bridge.kind}, "
               f"cameras {cfg.cameras.kind}, policy {cfg.policy.backend}) ...", file=sys.stderr, flush=True)
         app.start()
-        print("dexgrasp run: running" + (f" for {duration_s:g} s" if duration_s else " (Ctrl-C to stop)"),
-              file=sys.stderr, flush=True)
+        print("dexgrasp run: running" + (f" for {duration_s:g} s" if duration_s else " (Ctrl-C to stop)")
+              + f"; telemetry {_watch_line(cfg)}", file=sys.stderr, flush=True)
         progress = None if quiet or not sys.stderr.isatty() else _progress_line
         report = app.run(duration_s=duration_s, stop_event=stop, on_progress=progress)
         if progress is not None:
             print(file=sys.stderr)
+        report["telemetry_watch"] = _watch_line(cfg)
         return report
     finally:
         app.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _watch_line(cfg) -> str:
+    """How to watch this run over DDS, or why telemetry is off and how to turn it on (summary line)."""
+    from runtime.telemetry.config import watch_summary
+
+    if cfg.telemetry is None:
+        return "off (no telemetry section in the config)"
+    return watch_summary(cfg.telemetry)
 
 
 def _progress_line(app) -> None:
@@ -175,6 +185,8 @@ def format_summary(report: dict) -> str:
                      f"{rt.get('mlockall', 'off')}; GIL switch interval {rt.get('switch_interval', '-')}"),
         ("errors", "; ".join(report.get("errors") or []) or "none"),
     ]
+    if report.get("telemetry_watch"):
+        rows.insert(-1, ("telemetry", report["telemetry_watch"]))
     if report.get("warnings"):
         rows.append(("WARNINGS", "; ".join(report["warnings"])))
     rec = report.get("recording")

@@ -7,12 +7,47 @@ a config, and a wrong field gets an error naming the field and the bad value.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from runtime.errors import ConfigError
 
 DEFAULT_JOINT_NAMES = tuple([f"arm_joint_{i}" for i in range(1, 8)] + [f"hand_joint_{i}" for i in range(1, 7)])
+# The domain id of a config (and of `dexgrasp ctl`) that names none: lets test runs and several
+# people on one host keep their sim demos apart without editing configs/sim.yaml.
+DOMAIN_ENV = "DEXGRASP_DDS_DOMAIN_ID"
+DDS_INSTALL_HINT = "pip install 'dexgraspvla-runtime[dds]'"
+LOOPBACK = "loopback"  # `interface: loopback`: this host only (lo, no multicast, peer 127.0.0.1)
+
+
+def loopback_interface() -> str:
+    """The loopback interface's name as Cyclone DDS knows it on this OS."""
+    return "lo0" if sys.platform == "darwin" else "lo"
+
+
+def default_domain_id(where: str = DOMAIN_ENV) -> int:
+    """$DEXGRASP_DDS_DOMAIN_ID when set (checked like domain_id), else 0 (ROS 2's default)."""
+    raw = os.environ.get(DOMAIN_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 232:
+        raise ConfigError(f"{where}: ${DOMAIN_ENV} must be an integer in [0, 232], got {raw!r}")
+    return value
+
+
+def dds_unavailable() -> str | None:
+    """Why Cyclone DDS cannot be used here (None: it can). `enabled: auto` is off when this says why."""
+    try:
+        import cyclonedds.domain  # noqa: F401  (the native library loads here)
+    except (ImportError, OSError) as exc:
+        return f"cyclonedds is not importable ({exc})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -83,6 +118,10 @@ class DdsConfig:
     config_uri (a Cyclone XML file or URI) is merged with them and with `security`: our fields come
     after it, so they win where both set the same element; nothing is dropped.
 
+    interface "loopback" is that recipe in one word (allow_multicast and peers default to it).
+    enabled "auto": on when cyclonedds is importable, off (and reported) when not: the sim's default.
+    domain_id omitted: $DEXGRASP_DDS_DOMAIN_ID, else 0.
+
     commands: read operator commands on rt/dexgrasp/command (false: telemetry only). On real
     hardware (bridge.kind "serial" or "ros2") commands need DDS-Security (`security`, or a <Security>
     section in config_uri) or an explicit `insecure_commands: true`, reported loudly.
@@ -115,8 +154,18 @@ class DdsConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        if raw.get("enabled") == "auto":
+            raw["enabled"] = dds_unavailable() is None
+        if "domain_id" not in raw:
+            raw["domain_id"] = default_domain_id(f"{where}.domain_id")
         if "peers" in raw:
             raw["peers"] = tuple(_str_list(raw["peers"], f"{where}.peers"))
+        if raw.get("interface") == LOOPBACK:
+            raw["interface"] = loopback_interface()
+            if raw.get("allow_multicast") is None:
+                raw["allow_multicast"] = False
+            if not raw.get("peers"):
+                raw["peers"] = ("127.0.0.1",)
         if "joint_names" in raw:
             raw["joint_names"] = tuple(_str_list(raw["joint_names"], f"{where}.joint_names"))
         if "images" in raw:
@@ -141,7 +190,8 @@ class DdsConfig:
     def validate(self, where: str = "telemetry.dds") -> None:
         for name in ("enabled", "commands", "insecure_commands"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{where}.{name}: expected true/false, got {getattr(self, name)!r}")
+                hint = " or auto" if name == "enabled" else ""
+                raise ConfigError(f"{where}.{name}: expected true/false{hint}, got {getattr(self, name)!r}")
         if self.config_uri is not None and not (isinstance(self.config_uri, str) and self.config_uri.strip()):
             raise ConfigError(f"{where}.config_uri: expected a file path, file:// URI or XML, got {self.config_uri!r}")
         if not isinstance(self.domain_id, int) or not 0 <= self.domain_id <= 232:
@@ -174,6 +224,27 @@ class TelemetryConfig:
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are ['dds']")
         return cls(dds=DdsConfig.from_dict(raw.get("dds"), f"{where}.dds"))
+
+
+def watch_summary(section) -> str:
+    """The run summary's telemetry line: how to watch this run, or why DDS is off and how to turn it on."""
+    raw = section.model_dump(exclude_unset=True) if hasattr(section, "model_dump") else section
+    dds_raw = (raw or {}).get("dds") if isinstance(raw, dict) else None
+    cfg = TelemetryConfig.from_dict(raw).dds if isinstance(raw, dict) else DdsConfig()
+    if not cfg.enabled:
+        if isinstance(dds_raw, dict) and dds_raw.get("enabled") == "auto":
+            return f"off ({DDS_INSTALL_HINT} to watch with dexgrasp ctl status)"
+        return "off (telemetry.dds.enabled: false)"
+    if cfg.interface in ("lo", "lo0") and cfg.allow_multicast is False:
+        where = "loopback"
+        # ctl's own default is loopback unless CYCLONEDDS_URI is set (then it follows that)
+        ctl = "dexgrasp ctl status" + (" --interface loopback" if os.environ.get("CYCLONEDDS_URI") else "")
+    else:
+        where = f"interface {cfg.interface}" if cfg.interface else "CYCLONEDDS_URI / Cyclone defaults"
+        ctl = "dexgrasp ctl status" + (f" --interface {cfg.interface}" if cfg.interface else "")
+    if cfg.domain_id != default_domain_id():
+        ctl += f" --domain-id {cfg.domain_id}"
+    return f"watch: {ctl} (DDS domain {cfg.domain_id}, {where})"
 
 
 def _str_list(value, where: str) -> list[str]:
