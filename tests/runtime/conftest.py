@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import os
+import random
 import shutil
 
 import pytest
+
+# Tests that run configs/sim.yaml publish DDS telemetry (telemetry.dds.enabled: auto) on the domain
+# a config without domain_id gets: one of this session's own, never a demo's default 0 on this host.
+os.environ.setdefault("DEXGRASP_DDS_DOMAIN_ID", str(random.SystemRandom().randint(20, 200)))
 
 
 @pytest.fixture(scope="session")
