@@ -48,6 +48,20 @@ class EncodeMask(nn.Module):
         return value, sensory_out, summaries
 
 
+def upstream_top_k_softmax(values):
+    """The top-k weights as Cutie's do_softmax computes them: exp(v) / sum(exp(v)), no max subtracted.
+
+    Similarities are negative squared distances; when a pixel's best one is below about -87.3 its
+    exp() is a float32 denormal (rounded to a few significant bits) and below about -104 it is 0.
+    A max-subtracted softmax then differs from InferenceCore by up to ~0.9 in a weight (the source
+    of the issue-15 probability error), so we compute what upstream computes. Only where upstream's
+    sum underflows to 0 (0/0: NaN that would poison the whole frame) do we take the exact softmax.
+    """
+    e = torch.exp(values)
+    total = e.sum(2, keepdim=True)
+    return torch.where(total > 0, e / total, torch.softmax(values, dim=2))
+
+
 class Segment(nn.Module):
     """Memory read (anisotropic L2 affinity, top-k softmax) + pixel fusion + object transformer + decoder."""
 
@@ -70,7 +84,7 @@ class Segment(nn.Module):
         similarity = (two_ab - a_sq - b_sq) * mem_shrinkage / math.sqrt(mem_key.shape[1])
         similarity = torch.where(mem_valid.unsqueeze(1), similarity, torch.full_like(similarity, -1e30))
         values, indices = torch.topk(similarity, k=self.top_k, dim=2)  # 1 x HW x K
-        weights = torch.softmax(values, dim=2)
+        weights = upstream_top_k_softmax(values)
         flat_value = mem_value.reshape(num_objects * value_dim, mem_tokens)
         picked = flat_value[:, indices.reshape(-1)].reshape(num_objects * value_dim, h * w, self.top_k)
         readout = (picked * weights).sum(2).reshape(1, num_objects, value_dim, h, w)

@@ -90,3 +90,37 @@ def test_with_background_export_matches_inference_core_with_two_objects(tmp_path
         ref_prob, ref_mask = ref.init(frame, masks[0]) if i == 0 else ref.step(frame)
         assert np.abs(result.prob - ref_prob).max() <= 1e-3
         assert iou(result.mask, ref_mask) >= 0.99
+
+
+def test_top_k_weights_are_upstreams_where_exp_underflows():
+    """Cutie's do_softmax takes exp() without subtracting the max: below ~-87 it is a denormal."""
+    import torch
+    from cutie.model.utils.memory_utils import do_softmax
+
+    from export.tracker.cutie_graphs import upstream_top_k_softmax
+
+    values = -torch.rand(1, 64, 30) * 3 + torch.linspace(-80, -103, 64)[None, :, None]
+    values = values.sort(dim=2, descending=True).values
+    ref = do_softmax(values.transpose(1, 2).clone(), top_k=30).transpose(1, 2)  # B x N x HW there
+    ref = ref.gather(2, torch.arange(30).expand(1, 64, 30))
+    assert torch.isfinite(ref).all()
+    assert float((upstream_top_k_softmax(values) - ref).abs().max()) <= 1e-6
+    # where upstream's sum is 0 (0/0) the exact softmax is used, never NaN
+    assert torch.isfinite(upstream_top_k_softmax(torch.full((1, 2, 30), -200.0))).all()
+
+
+def test_base_config_matches_inference_core_where_memory_similarity_underflows(tmp_path):
+    """Issue 15: base config, 640x480, ids [1]; a scene change pushes a pixel's best memory similarity
+    to about -102, where upstream's exp() is a denormal (the old max-subtracted softmax: 2.8e-3)."""
+    export_dir = export_random_tracker(tmp_path / "base", 480, 640, cutie_config="base")
+    frames, masks = moving_object_video(4)
+    other, _ = moving_object_video(4, seed=3)
+    frames = [frames[0]] + [np.clip(0.81 * f.astype(np.float32) + 0.19 * o, 0, 255).astype(np.uint8)
+                            for f, o in zip(frames[1:], other[1:], strict=True)]
+    ours, ref = CutieTracker(export_dir), ReferenceCutie(export_dir, cutie_config="base", objects=(1,))
+    assert ours.settings.object_ids == [1]
+    for i, frame in enumerate(frames):
+        result = ours.init(frame, mask=masks[0]) if i == 0 else ours.track(frame)
+        ref_prob, ref_mask = ref.init(frame, masks[0]) if i == 0 else ref.step(frame)
+        assert np.abs(result.prob - ref_prob).max() <= 1e-3, i
+        assert iou(result.mask, ref_mask) >= 0.99
