@@ -94,6 +94,8 @@ class EpisodeWriter:
         self._journal = open(self.dir / JOURNAL, "a", encoding="utf-8")
         self.video = VideoSink(self.dir / "video", cfg.video_fps) if cfg.video else None
         self._t_first: float | None = None
+        self._video_phase: str | None = None
+        self._video_box = None
         self._t_last: float | None = None
         self._chunk_hashes: dict[str, tuple[int, str]] = {}  # episode-relative path -> (size, sha256)
 
@@ -101,6 +103,11 @@ class EpisodeWriter:
     def add_event(self, event: dict) -> None:
         self._events.write(json.dumps(event, default=str) + "\n")
         self._events.flush()
+        # Phase changes carry the episode status (phase, planner box): the video draws the latest.
+        if "phase" in event:
+            self._video_phase = event.get("phase")
+        if "box" in event:
+            self._video_box = event.get("box")
 
     def add_frame(self, rec: FrameRecord) -> bool:
         """Buffer one frame; flushes a chunk when full. False (counted) if its shapes do not match."""
@@ -118,7 +125,8 @@ class EpisodeWriter:
         self._t_last = rec.t
         self._buf.append(rec)
         if self.video is not None:
-            self.video.write(compose_frame(rec.head, rec.wrist, rec.mask, self.cfg.video_height))
+            self.video.write(compose_frame(rec.head, rec.wrist, rec.mask, self.cfg.video_height,
+                                           phase=self._video_phase, box=self._video_box))
         if len(self._buf) >= self.cfg.chunk_frames:
             self.flush()
         return True

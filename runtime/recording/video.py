@@ -19,12 +19,20 @@ MASK_BGR = np.array([0, 255, 0], dtype=np.float32)
 MASK_ALPHA = 0.5
 
 
-def compose_frame(head_bgr: np.ndarray, wrist_bgr: np.ndarray, mask: np.ndarray, max_height: int = 0) -> np.ndarray:
+BOX_BGR = (0, 0, 255)  # the planner's box, red on the head and overlay panels
+TEXT_BGR = (255, 255, 255)
+
+
+def compose_frame(head_bgr: np.ndarray, wrist_bgr: np.ndarray, mask: np.ndarray, max_height: int = 0,
+                  phase: str | None = None, box=None) -> np.ndarray:
     """One video frame (h, 3W', 3) uint8: head | wrist resized to the head's height | overlay.
 
     `max_height` > 0 scales a taller head image (and its mask) down to it first: cheaper to blend and
-    to encode, and the video is only for watching."""
-    h = head_bgr.shape[0]
+    to encode, and the video is only for watching. `phase` (the episode phase) is written on the head
+    panel and `box` ([x1, y1, x2, y2] in head-image pixels, the planner's target box) drawn on the head
+    and overlay panels, so a reviewer sees what the runtime was doing and what it was told to grasp."""
+    h0 = head_bgr.shape[0]
+    h = h0
     if 0 < max_height < h:
         w = max(1, round(head_bgr.shape[1] * max_height / h))
         head_bgr = cv2.resize(head_bgr, (w, max_height), interpolation=cv2.INTER_AREA)
@@ -36,7 +44,30 @@ def compose_frame(head_bgr: np.ndarray, wrist_bgr: np.ndarray, mask: np.ndarray,
     overlay = head_bgr.copy()
     on = mask > 0
     overlay[on] = (head_bgr[on] * (1 - MASK_ALPHA) + MASK_BGR * MASK_ALPHA).astype(np.uint8)
+    if box is not None or phase:
+        head_bgr = head_bgr.copy()
+    corners = _box_corners(box, h / h0)
+    if corners is not None:
+        for panel in (head_bgr, overlay):
+            cv2.rectangle(panel, corners[0], corners[1], BOX_BGR, thickness=max(1, h // 160))
+    if phase:
+        scale = max(0.35, h / 480)
+        cv2.putText(head_bgr, str(phase), (4, int(16 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
+                    TEXT_BGR, 1, cv2.LINE_AA)
     return np.hstack([head_bgr, wrist_bgr, overlay])
+
+
+def _box_corners(box, scale: float):
+    """Integer corners of a finite [x1, y1, x2, y2] box scaled to the panel, or None (no box / malformed)."""
+    if box is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) * scale for v in box)
+    except (TypeError, ValueError):
+        return None
+    if not all(np.isfinite((x1, y1, x2, y2))):
+        return None
+    return (round(x1), round(y1)), (round(x2), round(y2))
 
 
 class VideoSink:

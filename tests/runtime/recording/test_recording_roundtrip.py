@@ -254,3 +254,53 @@ def test_writer_keeps_off_the_control_loops_cpu(tmp_path, writer):
     assert cpus_left_by_the_control_loop(everything) is None  # never leave the writer nowhere
     with pytest.raises(ConfigError, match="writer_cpu_affinity"):
         RecordingConfig.from_dict({"dir": "x", "writer_cpu_affinity": []})
+
+
+def test_video_draws_the_planner_box_and_the_phase(tmp_path):
+    """The box is given in head-image pixels and drawn red where it lands after the scale-down, on the
+    head and overlay panels; the phase is written on the head panel; a malformed box draws nothing."""
+    from runtime.recording.video import BOX_BGR, compose_frame
+
+    head = np.zeros((480, 640, 3), np.uint8)
+    wrist = np.zeros((240, 320, 3), np.uint8)
+    mask = np.zeros((480, 640), np.uint8)
+    plain = compose_frame(head, wrist, mask, max_height=240)
+    frame = compose_frame(head, wrist, mask, max_height=240, box=[200, 100, 400, 300])
+    for x0 in (0, 640):  # head panel and overlay panel; the box is at half scale: (100, 50)-(200, 150)
+        assert tuple(frame[50, x0 + 150]) == BOX_BGR and tuple(frame[150, x0 + 150]) == BOX_BGR
+        assert tuple(frame[100, x0 + 100]) == BOX_BGR and frame[100, x0 + 150].sum() == 0  # edge drawn, inside empty
+    assert frame[:, 320:640].sum() == 0  # the wrist panel is untouched
+    texted = compose_frame(head, wrist, mask, max_height=240, phase="grasping")
+    assert texted[:30, :320].sum() > 0 and texted[:, 320:].sum() == 0
+    for bad in ([1, 2], [float("nan")] * 4, "box"):
+        assert np.array_equal(compose_frame(head, wrist, mask, max_height=240, box=bad), plain)
+
+
+def test_episode_writer_video_follows_phase_events(tmp_path, monkeypatch):
+    """Each video frame is drawn with the phase and box of the latest phase event before it."""
+    from runtime.recording import episode_writer as ew
+    from runtime.recording.episode_writer import EpisodeWriter, FrameRecord
+
+    drawn = []
+    real = ew.compose_frame
+
+    def spy(*args, **kwargs):
+        drawn.append((kwargs.get("phase"), kwargs.get("box")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ew, "compose_frame", spy)
+    writer = EpisodeWriter(tmp_path, "ep", RecordingConfig(dir=str(tmp_path), state_dim=13), {"prompt": "p"})
+
+    def frame(t):
+        return FrameRecord(t=t, head=np.zeros((48, 64, 3), np.uint8), wrist=np.zeros((24, 32, 3), np.uint8),
+                           mask=np.zeros((48, 64), np.uint8), state=np.zeros(13, np.float32),
+                           action=np.zeros(13, np.float32))
+
+    writer.add_frame(frame(0.0))
+    writer.add_event({"event": "phase locating", "phase": "locating", "box": None})
+    writer.add_frame(frame(0.1))
+    writer.add_event({"event": "planner reply"})  # no status in it: keeps what was drawn
+    writer.add_event({"event": "phase grasping", "phase": "grasping", "box": [1, 2, 30, 40]})
+    writer.add_frame(frame(0.2))
+    writer.add_frame(frame(0.3))
+    assert drawn == [(None, None), ("locating", None), ("grasping", [1, 2, 30, 40]), ("grasping", [1, 2, 30, 40])]
