@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,12 +169,14 @@ def make_policy(cfg: RuntimeConfig, model_dir=None):
         from runtime.execution.fakes import FakeChunkPolicy
 
         return FakeChunkPolicy(latency_s=p.fake_latency_ms / 1e3)
-    from runtime.config.models import resolve_model_dir
+    from runtime.config.models import cache_root, resolve_model_dir
     from runtime.controller import Controller
     from runtime.workers.policy import ControllerPolicy
 
-    cached = not (model_dir or p.model_dir)
     model_dir = model_dir or resolve_model_dir(p)
+    # The project's own random-weight model (made under the cache root by the sim / demo): auto may
+    # verify it once. A user's model is never verified behind their back.
+    cached = not p.model_dir and _inside(model_dir, cache_root())
     from runtime.joint_space import check_model_dir
 
     check_model_dir(cfg.robot, model_dir)  # another joint layout's model: refused before anything loads
@@ -189,3 +192,11 @@ def make_policy(cfg: RuntimeConfig, model_dir=None):
     policy.engine_choice = f"{backend} {precision} ({why})"
     log.info("policy engine: %s", policy.engine_choice)
     return policy
+
+
+def _inside(path, root) -> bool:
+    try:
+        pathlib.Path(path).resolve().relative_to(pathlib.Path(root).resolve())
+    except ValueError:
+        return False
+    return True

@@ -4,6 +4,7 @@ the verified compiled-model cache, and the one-line errors (missing package, bad
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 
 import numpy as np
@@ -189,6 +190,32 @@ def test_auto_choice(model, monkeypatch):
     assert (c.backend, c.precision) == ("openvino", "bf16") and "avx512_bf16" in c.reason
     monkeypatch.setattr(ovb, "bf16_support", lambda core=None: None)
     assert choose(model, verify_missing=True).describe().startswith("onnxruntime fp32 (CPU without")
+
+
+def test_auto_verifies_the_projects_own_cached_model_but_never_a_users(tiny_model_dir, tmp_path, monkeypatch):
+    """The demo hands make_policy the cached sim model's path: auto verifies that one once (it used
+    to treat any explicit path as a user's model and fell back to fp32). A user's model is left alone."""
+    from runtime.config import config_from_dict
+    from runtime.config.components import make_policy
+    from runtime.config.models import cache_root
+    from runtime.inference.auto import Choice
+
+    calls = []
+
+    def choose(model_dir, threads=None, verify_missing=False):
+        calls.append(verify_missing)
+        return Choice("onnxruntime", "fp32", "test")
+
+    monkeypatch.setenv("DEXGRASP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("runtime.inference.auto.choose", choose)
+    own = cache_root() / "small-seed0-test"
+    shutil.copytree(tiny_model_dir, own)
+    users = tmp_path / "users_model"
+    shutil.copytree(tiny_model_dir, users)
+    cfg = config_from_dict({"policy": {"backend": "auto"}})
+    make_policy(cfg, model_dir=own).controller.close()
+    make_policy(cfg, model_dir=users).controller.close()
+    assert calls == [True, False]
 
 
 def test_tracker_graph_runner_precision_needs_openvino(model):
