@@ -23,8 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 # bridge.kind values that drive a real robot: never auto-rearm, need a named home pose, DDS
-# commands need security. (loop.effective_auto_rearm and the app still test == "serial"; see
-# docs/ros2.md "Known gaps".)
+# commands need security. Config validation, loop.effective_auto_rearm and the app's DDS
+# command-trust check all ask is_real_hardware().
 REAL_HARDWARE_KINDS = frozenset({"serial", "ros2"})
 
 
