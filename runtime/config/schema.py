@@ -279,7 +279,9 @@ class CamerasConfig(Section):
 
 class TrackerConfig(Section):
     # classical: weight-free CPU tracker (default). cutie: exported SAM + Cutie (`dexgrasp export tracker`);
-    # options then take model_dir (required), backend, threads, min_area_px.
+    # options then take model_dir (required), backend, threads, min_area_px, precision (fp32 | bf16 =
+    # the measured openvino recipe | {graph: precision}) and allow_unverified (a reduced precision
+    # otherwise needs a passing `dexgrasp track --verify`).
     kind: Literal["classical", "cutie", "none"] = "classical"
     # Initialise the tracker from this head-image box [x1, y1, x2, y2] (pixels) without a planner.
     manual_box_xyxy: list[float] | None = None
@@ -311,9 +313,25 @@ class TrackerConfig(Section):
             from runtime.tracking.cutie import CutieTracker
 
             check_keywords(CutieTracker.__init__, self.options, "tracker.options")
+            _check_cutie_precision(self.options)
         else:
             raise ValueError(f"tracker.options: tracker.kind 'none' takes no options, got {sorted(self.options)}")
         return self
+
+
+def _check_cutie_precision(options: dict) -> None:
+    """tracker.options.precision / allow_unverified, checked when the config loads (graph names,
+    what the backend can run); whether openvino and bf16 exist here is checked when the tracker starts."""
+    from runtime.tracking.learned.precision import resolve
+
+    precision = options.get("precision", "fp32")
+    try:
+        resolve(precision, options.get("backend", "onnxruntime"), check_installed=False)
+    except ValueError as exc:  # "precision: ..." / "backend: ...", placed under tracker.options
+        raise ValueError(f"tracker.options.{exc}") from None
+    if not isinstance(options.get("allow_unverified", False), bool):
+        raise ValueError(f"tracker.options.allow_unverified: must be true or false, got "
+                         f"{options['allow_unverified']!r}")
 
 
 class PolicyConfig(Section):

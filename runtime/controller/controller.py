@@ -59,19 +59,22 @@ def validate_obs(obs: dict, specs) -> dict[str, np.ndarray]:
 
 
 def require_verified(manifest: Manifest, model_dir: pathlib.Path, backend: str, precision: str,
-                     allow_unverified: bool) -> dict | None:
+                     allow_unverified: bool, verify_command: str | None = None,
+                     allow_option: str = "policy.allow_unverified") -> dict | None:
     """The passing verification record for backend+precision, or a one-line ModelError saying why
-    the model may not start (no record, or one for other graphs) unless `allow_unverified`."""
+    the model may not start (no record, or one for other graphs) unless `allow_unverified`.
+    Any manifest with `verification(backend, precision)` works (the tracker's too); the hint names
+    `verify_command` (default: `dexgrasp engine verify ...`) and `allow_option`."""
     record = manifest.verification(backend, precision)
     if record is not None:
         return record
     if allow_unverified:
         log.warning("%s: %s %s runs unverified (allow_unverified)", model_dir, backend, precision)
         return None
+    command = verify_command or f"dexgrasp engine verify --model {model_dir} --backend {backend} --precision {precision}"
     raise ModelError(
         f"{model_dir} has no passing accuracy verification for {backend} {precision} of its current graphs; run "
-        f"`dexgrasp engine verify --model {model_dir} --backend {backend} --precision {precision}` "
-        "or start with --allow-unverified / policy.allow_unverified: true")
+        f"`{command}` or start with --allow-unverified / {allow_option}: true")
 
 
 class Controller:

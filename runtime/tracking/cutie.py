@@ -16,11 +16,13 @@ import numpy as np
 
 from runtime.errors import ModelError, ObservationError
 from runtime.tracking.base import TrackResult, check_frame
+from runtime.tracking.learned import precision as graph_precision
 from runtime.tracking.learned.backend import GraphRunner
 from runtime.tracking.learned.cutie_memory import CutieMemory
 from runtime.tracking.learned.manifest import TrackerManifest, load_manifest
+from runtime.tracking.learned.precision import ENCODE_IMAGE, ENCODE_MASK, SEGMENT
 
-ENCODE_IMAGE, ENCODE_MASK, SEGMENT = "cutie_encode_image", "cutie_encode_mask", "cutie_segment"
+__all__ = ["CutieTracker", "ENCODE_IMAGE", "ENCODE_MASK", "SEGMENT", "pad_amounts", "soft_one_hot"]
 
 
 def pad_amounts(height: int, width: int, multiple: int = 16) -> tuple[int, int, int, int]:
@@ -48,15 +50,24 @@ class CutieTracker:
     model_dir:    directory written by `dexgrasp export tracker` (manifest.json + graphs).
     backend:      "onnxruntime" (CPU), "openvino" (CPU; precision "bf16" on AMX/AVX512-BF16 CPUs)
                   or "tensorrt" (engines built on the target).
-    precision:    "fp32" (default, exact) or "bf16" (openvino only).
+    precision:    per graph (runtime/tracking/learned/precision.py): "fp32" (default, exact), "bf16"
+                  (openvino: the measured recipe, graphs that break the masks stay fp32) or an
+                  explicit {graph: precision} mapping. Anything below fp32 needs a passing
+                  `dexgrasp track --verify` recorded in manifest.json, unless `allow_unverified`.
     min_area_px:  a mask smaller than this counts as lost (the object left the frame or vanished).
     """
 
     def __init__(self, model_dir: str | pathlib.Path, backend: str = "onnxruntime", threads: int = 2,
-                 min_area_px: int = 1, manifest: TrackerManifest | None = None, precision: str = "fp32") -> None:
+                 min_area_px: int = 1, manifest: TrackerManifest | None = None,
+                 precision: str | dict[str, str] = "fp32", allow_unverified: bool = False) -> None:
         self.model_dir = pathlib.Path(model_dir)
-        self.backend, self.threads, self.precision = backend, threads, precision
+        self.backend, self.threads = backend, threads
         self.manifest = manifest or load_manifest(self.model_dir)
+        # {graph: precision} of every graph in the export; one-line ConfigError for a bad request
+        self.graph_precision = graph_precision.resolve(precision, backend, self.manifest.graphs)
+        self.precision = graph_precision.key(self.graph_precision)  # "fp32" or the reduced graphs
+        requested = precision if isinstance(precision, str) else self.precision  # for the hint
+        self.verification = self._require_verified(requested, allow_unverified)
         c = self.manifest.cutie
         self.settings = c
         self.frame_hw = (c.height, c.width)
@@ -66,7 +77,8 @@ class CutieTracker:
         if c.target_id not in c.object_ids:
             raise ModelError(f"manifest target_id {c.target_id} is not among object_ids {c.object_ids}")
         self.target_channel = c.object_ids.index(c.target_id) + 1  # channel 0 is the background
-        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads, precision)
+        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads,
+                                          self.graph_precision[name])
                         for name in (ENCODE_IMAGE, ENCODE_MASK, SEGMENT)}
         self.memory = CutieMemory(len(c.object_ids), c.key_dim, c.value_dim, c.sensory_dim, c.embed_dim,
                                   c.num_queries, c.max_mem_frames,
@@ -94,7 +106,7 @@ class CutieTracker:
             from runtime.tracking.sam import SamBoxSegmenter
 
             self._sam = SamBoxSegmenter(self.model_dir, manifest=self.manifest, backend=self.backend,
-                                        threads=self.threads, precision=self.precision)
+                                        threads=self.threads, precision=self.graph_precision)
         return self._sam
 
     def init(self, image_bgr: np.ndarray, box_xyxy: np.ndarray | None = None,
@@ -176,6 +188,18 @@ class CutieTracker:
         return out
 
     # -- internals -----------------------------------------------------------------------------
+    def _require_verified(self, requested: str, allow_unverified: bool) -> dict | None:
+        """The controller's gate, on the tracker's manifest: a reduced precision starts only with a
+        recorded verification of these graphs (or `allow_unverified`); fp32 needs none."""
+        if not graph_precision.reduced(self.graph_precision):
+            return None
+        from runtime.controller.controller import require_verified
+
+        command = (f"dexgrasp track --verify --model {self.model_dir} --backend {self.backend} "
+                   f"--precision {requested}")
+        return require_verified(self.manifest, self.model_dir, self.backend, self.precision, allow_unverified,
+                                verify_command=command, allow_option="tracker.options.allow_unverified")
+
     def _check(self, image_bgr: np.ndarray) -> None:
         check_frame(image_bgr)
         if tuple(image_bgr.shape[:2]) != self.frame_hw:

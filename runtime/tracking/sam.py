@@ -17,10 +17,12 @@ import numpy as np
 
 from runtime.errors import ModelError, ObservationError
 from runtime.tracking.base import check_frame
+from runtime.tracking.learned import precision as graph_precision
 from runtime.tracking.learned.backend import GraphRunner
 from runtime.tracking.learned.manifest import TrackerManifest, load_manifest
+from runtime.tracking.learned.precision import SAM_IMAGE_ENCODER as IMAGE_ENCODER
+from runtime.tracking.learned.precision import SAM_PROMPT_DECODER as PROMPT_DECODER
 
-IMAGE_ENCODER, PROMPT_DECODER = "sam_image_encoder", "sam_prompt_decoder"
 _PRECISION_BITS = 32 - 8 - 2  # PIL's fixed-point precision for 8-bit images
 
 
@@ -83,17 +85,23 @@ class SamResult:
 
 
 class SamBoxSegmenter:
-    """Box [x1, y1, x2, y2] in camera pixels -> best SAM mask. Shapes come from the manifest."""
+    """Box [x1, y1, x2, y2] in camera pixels -> best SAM mask. Shapes come from the manifest.
+
+    precision: per graph, as CutieTracker's (runtime/tracking/learned/precision.py); the "bf16"
+    recipe keeps SAM fp32. CutieTracker applies the verification gate; this class does not.
+    """
 
     def __init__(self, model_dir: str | pathlib.Path, backend: str = "onnxruntime", threads: int = 2,
-                 manifest: TrackerManifest | None = None, precision: str = "fp32") -> None:
+                 manifest: TrackerManifest | None = None, precision: str | dict[str, str] = "fp32") -> None:
         self.model_dir = pathlib.Path(model_dir)
         self.manifest = manifest or load_manifest(self.model_dir)
         if self.manifest.sam is None:
             raise ModelError(f"{self.model_dir} has no SAM graphs: export with --sam-checkpoint to "
                              f"initialise from boxes, or initialise the tracker with a mask")
         self.settings = self.manifest.sam
-        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads, precision)
+        per_graph = graph_precision.resolve(precision, backend, self.manifest.graphs)
+        self.runners = {name: GraphRunner(self.model_dir, name, self.manifest.graph(name), backend, threads,
+                                          per_graph[name])
                         for name in (IMAGE_ENCODER, PROMPT_DECODER)}
         self.input_hw = self.runners[IMAGE_ENCODER].spec.input_shape("image")[2:]
         self.frame_hw = tuple(self.runners[PROMPT_DECODER].spec.outputs[0].shape[2:])

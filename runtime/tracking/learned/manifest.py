@@ -11,7 +11,7 @@ import pathlib
 from dataclasses import asdict, dataclass, field
 
 # One graph/tensor description for every exported model: the inference backends take it as is.
-from runtime.controller.manifest import GraphSpec, TensorSpec
+from runtime.controller.manifest import GraphSpec, Manifest, TensorSpec
 from runtime.errors import ModelError
 from runtime.hashing import sha256_file
 
@@ -60,15 +60,29 @@ class TrackerManifest:
     graphs: dict[str, GraphSpec]
     sam: SamSettings | None = None
     source: dict = field(default_factory=dict)  # checkpoints, package versions, seed
+    # Passing reduced-precision verifications (`dexgrasp track --verify`): backend, precision (the
+    # per-graph key of runtime/tracking/learned/precision.py), mask IoU vs fp32, gate, graph sha256s.
+    # Matched and replaced exactly as the controller's (same methods, below).
+    verifications: list[dict] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
+
+    # The controller's rules, shared: a record counts only for the graph hashes it was made on.
+    verification = Manifest.verification
+    record_verification = Manifest.record_verification
+
+    def graph_hashes(self) -> dict[str, str]:
+        return {name: g.sha256 for name, g in sorted(self.graphs.items())}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
     def save(self, directory: pathlib.Path) -> pathlib.Path:
+        """Write manifest.json atomically (a cut write never leaves a half manifest)."""
         path = pathlib.Path(directory) / MANIFEST_NAME
-        path.write_text(self.to_json())
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
         return path
 
     def graph(self, name: str) -> GraphSpec:
@@ -99,6 +113,7 @@ def load_manifest(directory: str | pathlib.Path, verify_hashes: bool = True) -> 
             graphs={k: GraphSpec.from_dict(v) for k, v in d["graphs"].items()},
             sam=SamSettings(**d["sam"]) if d.get("sam") else None,
             source=dict(d.get("source", {})),
+            verifications=[r for r in d.get("verifications", []) if isinstance(r, dict)],
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path} is malformed: {exc!r}") from exc

@@ -15,14 +15,14 @@ from runtime.errors import ModelError, ObservationError  # noqa: E402
 from runtime.tracking.base import Tracker  # noqa: E402
 from runtime.tracking.cutie import CutieTracker  # noqa: E402
 from runtime.tracking.learned.synthetic import moving_object_video  # noqa: E402
-from tests.export.tracker.tracker_fixtures import ReferenceCutie, export_random_tracker, iou  # noqa: E402
+from tests.export.tracker.tracker_fixtures import ReferenceCutie, iou  # noqa: E402
 
-H, W = 128, 160
+H, W = 128, 160  # the size of the session's small_cutie_export (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def small_export(tmp_path_factory):
-    return export_random_tracker(tmp_path_factory.mktemp("cutie_small"), H, W)
+def small_export(small_cutie_export):
+    return small_cutie_export  # shared with the precision tests (one export per session)
 
 
 @pytest.fixture()
