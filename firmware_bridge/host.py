@@ -40,6 +40,7 @@ from firmware_bridge.state import State
 from runtime.clock import Clock
 from runtime.errors import ConfigError
 from runtime.mailbox import Mailbox
+from runtime.robot.link import JointState
 from runtime.stats import LatencyStats
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class BridgeHost(HostThreadsMixin):
         with BridgeHost("/dev/ttyACM0") as bridge:     # connect(): open + handshake
             bridge.arm()
             sent = bridge.send_targets(q, t_target=None)  # what was actually sent (clamped)
-            state = bridge.latest_state(max_age_s=0.01)
+            state = bridge.latest_state(max_age_s=0.01)    # a runtime.robot.link.JointState
     """
 
     def __init__(
@@ -95,7 +96,9 @@ class BridgeHost(HostThreadsMixin):
         self.heartbeat_period_s = 1.0 / heartbeat_hz if heartbeat_hz > 0 else float("inf")
         self.write_timeout_s = write_timeout_ms / 1e3
         self.name = name
-        self.state: Mailbox[State] = Mailbox(f"{name}.state", self.clock)
+        self.state: Mailbox[State] = Mailbox(f"{name}.state", self.clock)  # raw reports
+        self._joint_state: tuple[int, JointState] | None = None  # latest_state()'s conversion of the newest
+        self._source = f"serial {port}"
         self.device_info: P.HelloAck | None = None
         self.firmware_limits: JointLimits | None = None  # what the firmware reported it enforces
         self._hello_seq = 0  # seq of the HELLO that opened the current session
@@ -288,9 +291,20 @@ class BridgeHost(HostThreadsMixin):
 
     # ---- state and status --------------------------------------------------------------------
 
-    def latest_state(self, max_age_s: float | None = None) -> State:
-        """The newest state report; raises StaleDataError if none or older than `max_age_s`."""
-        return self.state.latest(max_age_s).value
+    def latest_state(self, max_age_s: float | None = None) -> JointState:
+        """The newest state report as the runtime's JointState (named by this host's joint names,
+        stamped with its receive time; efforts, firmware mode and fault flags kept); raises
+        StaleDataError if none or older than `max_age_s`. The raw reports (every firmware field)
+        stay in `self.state`. Converted once per report, on first read, not in the reader thread."""
+        item = self.state.latest(max_age_s)
+        cached = self._joint_state  # (mailbox seq, JointState): one atomic read; a racing reader at worst converts twice
+        if cached is not None and cached[0] == item.seq:
+            return cached[1]
+        st = item.value
+        js = JointState(self.limits.names, st.positions, st.velocities, st.t_host_receive, self._source,
+                        {"mode": st.mode.name, "fault_flags": st.fault_flags}, st.efforts)
+        self._joint_state = (item.seq, js)
+        return js
 
     @property
     def link_up(self) -> bool:

@@ -53,7 +53,8 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
         from runtime.execution.fakes import FakeBridge
 
         bridge = FakeBridge(cfg.robot.n_joints, clock, start=np.asarray(cfg.robot.home_positions),
-                            lower=np.asarray(cfg.robot.lower), upper=np.asarray(cfg.robot.upper))
+                            lower=np.asarray(cfg.robot.lower), upper=np.asarray(cfg.robot.upper),
+                            names=cfg.robot.joint_names)
         return BridgeHandle(bridge, description="fake bridge")
     if b.kind == "mujoco":
         from runtime.sim.bridge import make_mujoco_bridge

@@ -8,34 +8,42 @@ slow inference, camera stall) so the control loop's fault handling is tested wit
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.clock import Clock
 from runtime.errors import DeviceNotConnectedError, StaleDataError
 from runtime.mailbox import Mailbox
+from runtime.robot.link import JointState
 
 
-@dataclass(frozen=True)
-class FakeState:
-    positions: np.ndarray
-    velocities: np.ndarray
-    t_host_receive: float
-    status: dict = field(default_factory=dict)
+def _default_names(n: int) -> tuple[str, ...]:
+    """The default config's joint names when the count matches (13: upstream's 7 arm + 6 hand), so a
+    FakeBridge(13) states what a default-config runtime expects; otherwise joint_1..joint_n."""
+    from runtime.joint_space import DEFAULT_ARM_NAMES, DEFAULT_HAND_NAMES
+
+    default = DEFAULT_ARM_NAMES + DEFAULT_HAND_NAMES
+    return default if n == len(default) else tuple(f"joint_{i + 1}" for i in range(n))
 
 
 class FakeBridge:
     """A robot that reaches each commanded position by the next state report.
 
     Faults: `link_up = False` makes latest_state stale and send_targets raise; restoring it latches
-    `needs_rearm` like the real firmware (nothing moves until `arm()`).
+    `needs_rearm` like the real firmware (nothing moves until `arm()`). States are JointStates named
+    `names` (the runtime's joint names; default: see _default_names).
     """
 
     def __init__(self, n_joints: int = 13, clock: Clock | None = None, start: np.ndarray | None = None,
-                 lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> None:
+                 lower: np.ndarray | None = None, upper: np.ndarray | None = None,
+                 names: Sequence[str] | None = None) -> None:
         self.clock = clock or Clock()
         self.n = n_joints
+        self.names = _default_names(n_joints) if names is None else tuple(names)
+        if len(self.names) != n_joints:
+            raise ValueError(f"fake bridge: {len(self.names)} joint names for {n_joints} joints")
         self._q = np.zeros(n_joints) if start is None else np.asarray(start, dtype=np.float64).copy()
         self.lower, self.upper = lower, upper
         self._state = Mailbox("fake-bridge-state", self.clock)
@@ -64,12 +72,12 @@ class FakeBridge:
             self._publish_state()
 
     def _publish_state(self) -> None:
-        self._state.put(FakeState(self._q.copy(), np.zeros(self.n), self.clock.now()))
+        self._state.put(JointState(self.names, self._q.copy(), np.zeros(self.n), self.clock.now(), "fake"))
 
     def connect(self) -> None:
         self.calls.append("connect")
 
-    def latest_state(self, max_age_s: float | None = None) -> FakeState:
+    def latest_state(self, max_age_s: float | None = None) -> JointState:
         if not self._link_up:
             raise StaleDataError("fake bridge: link down")
         self._publish_state()  # the robot reports its state continuously while the link is up

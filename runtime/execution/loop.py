@@ -121,6 +121,7 @@ class ControlLoop:
         self.home_done: tuple[int, str] = (0, "none")
         self._home_id = 0  # request id of the homing in progress
         self._arm_requested = False  # an operator's "arm" waiting for the next resync
+        self._operator_disarmed = False  # a commanded "disarm": only "arm" re-arms (not auto_rearm)
         self.hold_reason: str | None = "starting"
         self.hold_cycles: Counter = Counter()
         self.events: deque = deque(maxlen=200)  # recent events only; the loop runs for days
@@ -143,8 +144,8 @@ class ControlLoop:
 
     # ---- thread-safe controls (any thread) -------------------------------------------------------
     def submit(self, command: str, **kwargs: Any) -> bool:
-        """Queue a command for the loop thread ('stop', 'clear', 'arm', 'enable', 'disable', 'home'
-        with target= and request_id=). Never blocks;
+        """Queue a command for the loop thread ('stop', 'clear', 'arm', 'disarm', 'enable', 'disable',
+        'home' with target= and request_id=). Never blocks;
         False if the queue is full (the loop is wedged, which the report will show)."""
         try:
             self._commands.put_nowait((command, kwargs))
@@ -306,13 +307,17 @@ class ControlLoop:
         if getattr(self.bridge, "needs_rearm", False) or not getattr(self.bridge, "armed", True):
             # Arming at start-up is the operator starting the runtime; afterwards (safe-off, link
             # loss, a cleared stop) only an explicit "arm" command, or auto_rearm in the sim.
-            if not (self.auto_rearm or self._arm_requested or self.hold_reason == "starting"):
+            # An operator's "disarm" is undone only by an operator's "arm".
+            may_arm = self._arm_requested or (
+                not self._operator_disarmed and (self.auto_rearm or self.hold_reason == "starting"))
+            if not may_arm:
                 self._hold("needs_rearm", now)
                 return False
             self._arm_requested = False
             if not self._try(self.bridge.arm, "arm"):
                 self._hold("arm_failed", now)
                 return False
+            self._operator_disarmed = False
             self._event("armed")
         positions = np.asarray(state.positions, dtype=np.float64)
         if not self.safety.reset(positions):
@@ -396,6 +401,19 @@ class ControlLoop:
                     self._event("arm requested by the operator")
                 else:
                     self._event("arm: already armed")
+            elif command == "disarm":
+                # The operator's disarm (e.g. RobotLink.disarm() across the process boundary): no
+                # more targets from here, the bridge disarms (the robot decelerates within its own
+                # limits and holds) and only an explicit "arm" moves again.
+                self._end_homing("aborted")
+                self.policy_enabled.clear()
+                self._clear_chunks()
+                self._advance_generation(now)
+                self._arm_requested = False
+                self._operator_disarmed = True
+                self._need_resync = True
+                self._try(self.bridge.disarm, "disarm")
+                self._event("disarmed (commanded; send arm to enable motion)")
             elif command == "home":
                 self._end_homing("aborted")
                 self._home_id = int(kwargs.get("request_id", 0) or 0)

@@ -7,15 +7,16 @@ through `MessageCheck.accept`: anything that is not a message of this protocol v
 this side expects, is counted and logged (rate-limited) and dropped. Neither side ever crashes on
 a message it does not understand, and the count shows up in the report.
 
-parent -> child: ChunkMsg, RequestDoneMsg, FrameMsg, CommandMsg, StopMsg
+parent -> child: ChunkMsg, RequestDoneMsg, FrameMsg, CommandMsg, LinkCommandMsg, StopMsg
 child -> parent: ReadyMsg | ErrorMsg (first message), StateMsg, SentMsg, RequestMsg, EventMsg,
-                 StatsMsg, ReportMsg
+                 StatsMsg, LinkAckMsg, ReportMsg
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Bump when a message's fields change meaning: both sides come from one install, so a mismatch
 # means a stale child (or a foreign writer on the pipe), and its messages are refused.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: LinkCommandMsg / LinkAckMsg; StatsMsg carries the stop latch and the cause
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,23 @@ class CommandMsg(Message):
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class LinkOp(str, Enum):
+    """The RobotLink commands the parent may give the child's link (ControlProcessLink)."""
+
+    ARM = "arm"
+    DISARM = "disarm"
+    PROTECTIVE_STOP = "protective_stop"
+    CLEAR_STOP = "clear_stop"
+
+
+@dataclass(frozen=True)
+class LinkCommandMsg(Message):
+    """A RobotLink command from the parent's ControlProcessLink; answered by LinkAckMsg(seq)."""
+
+    op: LinkOp
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,18 @@ class StatsMsg(Message):
     link_up: bool
     armed: bool
     needs_rearm: bool
+    stopped: bool = False  # the loop's protective-stop latch
+    cause: str = ""  # why the link is not ok (empty when it is)
+
+
+@dataclass(frozen=True)
+class LinkAckMsg(Message):
+    """The child's answer to LinkCommandMsg `seq`: accepted (error empty) or refused, naming the
+    error class the parent raises (NotArmedError, DeviceNotConnectedError)."""
+
+    seq: int
+    error: str = ""
+    error_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,9 +163,9 @@ class ReportMsg(Message):
     report: dict
 
 
-TO_CHILD: tuple[type[Message], ...] = (ChunkMsg, RequestDoneMsg, FrameMsg, CommandMsg, StopMsg)
+TO_CHILD: tuple[type[Message], ...] = (ChunkMsg, RequestDoneMsg, FrameMsg, CommandMsg, LinkCommandMsg, StopMsg)
 TO_PARENT: tuple[type[Message], ...] = (ReadyMsg, ErrorMsg, StateMsg, SentMsg, RequestMsg, EventMsg, StatsMsg,
-                                        ReportMsg)
+                                        LinkAckMsg, ReportMsg)
 
 
 class MessageCheck:

@@ -2,11 +2,16 @@
 
 `RobotLink` is the contract (like lerobot's `Robot` or a ros2_control hardware interface) that the
 firmware bridge (firmware_bridge.host.BridgeHost, emulator included), the fake
-(runtime.execution.fakes.FakeBridge), the ROS 2 arm adapter (runtime.robot.ros2.Ros2ArmLink) and
-the arm + hand composite (runtime.robot.composite.CompositeLink) all satisfy. It is exactly what
+(runtime.execution.fakes.FakeBridge), the MuJoCo link (runtime.sim.bridge.MujocoBridge), the ROS 2
+arm adapter (runtime.robot.ros2.Ros2ArmLink), the arm + hand composite
+(runtime.robot.composite.CompositeLink) and the parent side of the separate control process
+(runtime.execution.loop_process.ControlProcessLink) all satisfy. It is exactly what
 runtime.execution.loop.ControlLoop uses today, so any of them can be handed to the loop unchanged;
 `tests/runtime/robot/test_link_protocol.py` checks each implementation against it (isinstance on
 the runtime-checkable Protocol plus call-shape checks of every method).
+
+Every link's `latest_state()` returns the one `JointState` below, named by the runtime's joint
+names, so consumers (the loop, telemetry, the control-process boundary) never convert.
 
 Safety semantics every link keeps: motion needs an explicit `arm()`; a link loss, a stale state
 stream, a protective stop or `clear_stop()` disarms and latches `needs_rearm`, and nothing
@@ -40,6 +45,10 @@ class JointState:
            age is `clock.now() - stamp` whatever the sender's clock says.
     velocities: NaN where the source publishes none (ROS 2 JointState may leave velocity empty).
     source: which link produced it ("ros2:rt/joint_states", "serial /dev/ttyACM0", "arm+hand").
+    extra: a few small, picklable details of the source (firmware mode, sim step counters); the
+           source's full report stays with the link (BridgeHost.state holds the firmware's).
+    efforts: measured efforts where the source reports them (the firmware does), else None;
+             telemetry publishes them.
     """
 
     names: tuple[str, ...]
@@ -48,6 +57,7 @@ class JointState:
     stamp: float
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    efforts: np.ndarray | None = None
 
     @property
     def t_host_receive(self) -> float:
@@ -56,23 +66,6 @@ class JointState:
 
     def age_s(self, now: float) -> float:
         return now - self.stamp
-
-
-def as_joint_state(state: Any, names: tuple[str, ...], source: str = "") -> JointState:
-    """A JointState from any link's state (JointState, firmware State, FakeState): positions,
-    velocities and t_host_receive/stamp are what every one of them carries."""
-    if isinstance(state, JointState):
-        return state
-    stamp = getattr(state, "stamp", None)
-    if stamp is None:
-        stamp = state.t_host_receive
-    q = np.asarray(state.positions, dtype=np.float64)
-    v = getattr(state, "velocities", None)
-    v = np.full_like(q, np.nan) if v is None else np.asarray(v, dtype=np.float64)
-    if q.shape != (len(names),):
-        raise ValueError(f"{source or 'link'}: state has {q.shape[0] if q.ndim else 0} positions for "
-                         f"{len(names)} joint names")
-    return JointState(tuple(names), q, v, float(stamp), source)
 
 
 @dataclass(frozen=True)
@@ -100,7 +93,8 @@ class RobotLink(Protocol):
       arm / disarm / protective_stop / clear_stop
                          wait for the device's answer where it has one (BridgeHost: request
                          timeout x retries); the ROS 2 adapter answers locally (no controller
-                         round trip) and never blocks.
+                         round trip) and never blocks; the control-process link waits for the
+                         child to report the effect (about a control cycle, at most 1 s).
       close()            bounded (joins its threads with a timeout), best-effort disarm first.
     """
 
@@ -119,9 +113,9 @@ class RobotLink(Protocol):
     def connect(self) -> Any:
         """Open and handshake (see class docstring for how long it may block)."""
 
-    def latest_state(self, max_age_s: float | None = None) -> Any:
-        """The newest state (positions, velocities, t_host_receive; a JointState for new links).
-        Raises StaleDataError if there is none or it is older than max_age_s. Never blocks."""
+    def latest_state(self, max_age_s: float | None = None) -> JointState:
+        """The newest state, a JointState named by the runtime's joint names (`t_host_receive` is
+        its `stamp`). Raises StaleDataError if there is none or it is older than max_age_s. Never blocks."""
 
     def send_targets(self, positions: np.ndarray, t_target: float | None = None) -> np.ndarray:
         """Send one joint-position target to be reached at monotonic time t_target (None: as soon
@@ -190,9 +184,7 @@ def link_health(link: Any, now: float | None = None) -> LinkHealth:
     t = now if now is not None else (clock.now() if clock is not None else None)
     age = float("inf")
     try:
-        st = link.latest_state(None)
-        stamp = getattr(st, "stamp", None)
-        stamp = st.t_host_receive if stamp is None else stamp
+        stamp = link.latest_state(None).stamp
         if t is not None:
             age = t - stamp
     except Exception:  # noqa: BLE001 - no state yet is a health fact, not an error

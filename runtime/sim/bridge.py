@@ -11,25 +11,28 @@ state is the simulator's (published every physics step, stamped with its monoton
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from runtime.clock import Clock
 from runtime.errors import DeviceNotConnectedError, StaleDataError
+from runtime.robot.link import JointState
 from runtime.sim import shm
 
 
-@dataclass(frozen=True)
-class SimState:
-    positions: np.ndarray
-    velocities: np.ndarray
-    t_host_receive: float
-    status: dict = field(default_factory=dict)
-
-
 class MujocoBridge:
-    def __init__(self, link, lower: np.ndarray, upper: np.ndarray, clock: Clock | None = None) -> None:
+    """States are JointStates named `names` (the runtime's joint names; default: the default
+    config's), with the sim's step counters in `extra`."""
+
+    def __init__(self, link, lower: np.ndarray, upper: np.ndarray, clock: Clock | None = None,
+                 names=None) -> None:
+        from runtime.joint_space import DEFAULT_ARM_NAMES, DEFAULT_HAND_NAMES
+
+        self.names = tuple(names) if names is not None else DEFAULT_ARM_NAMES + DEFAULT_HAND_NAMES
+        if len(self.names) != shm.N:
+            from runtime.errors import ConfigError
+
+            raise ConfigError(f"mujoco bridge: robot has {len(self.names)} joints, the sim's robot {shm.N}")
         self.link = link
         self.mem = link.mem
         self.clock = clock or Clock()
@@ -52,7 +55,7 @@ class MujocoBridge:
         if not self.link_up:
             raise DeviceNotConnectedError("mujoco bridge: the sim process is not running")
 
-    def latest_state(self, max_age_s: float | None = None) -> SimState:
+    def latest_state(self, max_age_s: float | None = None) -> JointState:
         if self._closed:
             raise StaleDataError("mujoco bridge: closed")
         v = shm.read(self.mem["state"])
@@ -64,7 +67,8 @@ class MujocoBridge:
             raise StaleDataError(f"mujoco bridge: state is {age * 1e3:.1f} ms old (limit {max_age_s * 1e3:.1f} ms)")
         q = v[4:4 + shm.N].copy()
         dq = v[4 + shm.N:4 + 2 * shm.N].copy()
-        return SimState(q, dq, t, {"sim_time_s": float(v[1]), "steps": int(v[2]), "lag_steps": int(v[3])})
+        return JointState(self.names, q, dq, t, "mujoco sim",
+                          {"sim_time_s": float(v[1]), "steps": int(v[2]), "lag_steps": int(v[3])})
 
     def _publish(self) -> None:
         vals = np.concatenate([[self.clock.now(), float(self.armed), float(self.stopped), float(self.targets_sent)],
@@ -116,7 +120,7 @@ class MujocoBridge:
 
     def counters(self) -> dict:
         try:
-            status = self.latest_state(None).status
+            status = self.latest_state(None).extra
         except StaleDataError:
             status = {}
         return {"targets_sent": self.targets_sent, "refused_unarmed": self.refused, "armed": self.armed,
@@ -139,7 +143,8 @@ def make_mujoco_bridge(cfg, clock: Clock) -> MujocoBridge:
 
     link = acquire(cfg)
     try:
-        return MujocoBridge(link, np.asarray(cfg.robot.lower), np.asarray(cfg.robot.upper), clock)
+        return MujocoBridge(link, np.asarray(cfg.robot.lower), np.asarray(cfg.robot.upper), clock,
+                            names=cfg.robot.joint_names)
     except BaseException:
         link.release()
         raise

@@ -101,7 +101,7 @@ def _stream(bridge: BridgeHost, n: int) -> np.ndarray:
 
 def _assert_stopped_and_latched(bridge: BridgeHost, q) -> None:
     wait_until(lambda: bridge.counters()["intrusion_stops"] >= 1, 3.0, "the protective stop")
-    wait_until(lambda: bridge.latest_state().mode is P.Mode.PSTOP, 2.0, "firmware mode PSTOP")
+    wait_until(lambda: bridge.state.latest().value.mode is P.Mode.PSTOP, 2.0, "firmware mode PSTOP")
     assert not bridge.armed and bridge.needs_rearm
     assert bridge.counters()["second_writer"] >= 1 and bridge.second_writer
     with pytest.raises(NotArmedError, match="second writer"):
@@ -109,7 +109,7 @@ def _assert_stopped_and_latched(bridge: BridgeHost, q) -> None:
     with pytest.raises(SecondWriterError, match="clear_stop"):
         bridge.arm()
     bridge.clear_stop()  # the operator acknowledges: still not armed
-    wait_until(lambda: bridge.latest_state().mode is P.Mode.DISARMED, 2.0, "DISARMED after clear")
+    wait_until(lambda: bridge.state.latest().value.mode is P.Mode.DISARMED, 2.0, "DISARMED after clear")
     assert not bridge.armed and bridge.second_writer is None
     with pytest.raises(NotArmedError):
         bridge.send_targets(q)
@@ -174,7 +174,7 @@ def test_clear_stop_never_leaves_the_host_armed(start_emulator):
             bridge.send_targets(q)
         bridge.protective_stop()
         bridge.clear_stop()
-        wait_until(lambda: bridge.latest_state().mode is P.Mode.DISARMED, 2.0, "PSTOP -> DISARMED, not ARMED")
+        wait_until(lambda: bridge.state.latest().value.mode is P.Mode.DISARMED, 2.0, "PSTOP -> DISARMED, not ARMED")
         with pytest.raises(NotArmedError):
             bridge.send_targets(q)
         bridge.arm()

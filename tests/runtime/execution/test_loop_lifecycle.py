@@ -67,6 +67,27 @@ def test_clear_does_not_rearm_and_arm_does(loop_sim):
     assert sim.loop.hold_reason != "needs_rearm"
 
 
+def test_disarm_holds_until_an_explicit_arm_even_with_auto_rearm(loop_sim):
+    sim = loop_sim(latency_s=0.2, overrides={"bridge": {"kind": "fake"}, "safety": {"auto_rearm": True}})
+    assert sim.loop.auto_rearm
+    sim.run(0.2)
+    sim.loop.submit("disarm")
+    sim.run(0.5)
+    assert sim.bridge.calls.count("disarm") == 1 and not sim.bridge.armed
+    assert sim.loop.hold_reason == "needs_rearm" and sim.bridge.calls.count("arm") == 1  # auto_rearm did not undo it
+    n = sum(c is not None for _, c in sim.sent)
+    sim.run(0.3)
+    assert sum(c is not None for _, c in sim.sent) == n  # nothing sent while disarmed
+    sim.loop.submit("arm")
+    sim.run(0.2)
+    assert sim.bridge.armed and sim.bridge.calls.count("arm") == 2
+    sim.bridge.set_link(False)  # after that arm, auto_rearm works as before
+    sim.run(0.1)
+    sim.bridge.set_link(True)
+    sim.run(0.2)
+    assert sim.bridge.armed and sim.bridge.calls.count("arm") == 3
+
+
 def test_arm_is_refused_during_a_protective_stop(loop_sim):
     sim = loop_sim(latency_s=0.2)
     sim.run(0.2)

@@ -7,6 +7,7 @@ import dataclasses
 import multiprocessing as mp
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +24,9 @@ from runtime.execution.messages import (
     ErrorMsg,
     EventMsg,
     FrameMsg,
+    LinkAckMsg,
+    LinkCommandMsg,
+    LinkOp,
     MessageCheck,
     ReadyMsg,
     ReportMsg,
@@ -51,7 +55,9 @@ ALL = [
     StopMsg(), ReadyMsg({"mlockall": "off"}), ErrorMsg("DeviceNotConnectedError: no port"),
     StateMsg(JointState(NAMES, np.arange(13.0), np.full(13, np.nan), 3.5, "fake")),
     SentMsg(np.linspace(0, 1, 13), 4.0), RequestMsg(5.0), EventMsg("status", {"hold_reason": None}),
-    StatsMsg({"homes_completed": 1}, {"tx": 3}, True, False, True), ReportMsg({"errors": []}),
+    StatsMsg({"homes_completed": 1}, {"tx": 3}, True, False, True, stopped=True, cause="link down"),
+    ReportMsg({"errors": []}), LinkCommandMsg(LinkOp.PROTECTIVE_STOP, 3),
+    LinkAckMsg(3, "protective stop latched (clear_stop() first)", "NotArmedError"),
 ]
 
 
@@ -142,7 +148,10 @@ def test_parent_counts_unknown_and_undecodable_messages_and_keeps_going():
         time.sleep(0.01)
     _stop(proxy, threads)
     assert proxy.homes_completed == 2 and proxy.hold_reason == "waiting_for_chunk"
-    assert proxy.bridge_view.counters() == {"rx": 1} and proxy.bridge_view.armed
+    assert proxy.bridge_view.counters() == {"rx": 1} and not proxy.bridge_view.armed  # no process: nothing armed
+    proxy._proc = SimpleNamespace(is_alive=lambda: True, exitcode=None)  # as if the child were running
+    proxy._ready.set()
+    assert proxy.bridge_view.armed and proxy.bridge_view.link_up  # what the child reported
     assert proxy.check.unknown == 3 and "undecodable" in proxy.check.last_unknown
     assert proxy.report()["unknown_messages_in_parent"] == 3
 
@@ -200,3 +209,85 @@ def test_a_chunk_arriving_in_the_child_is_taken_by_the_loops_next_cycle(loop_sim
     assert loop_process.apply_to_child(check, msg, sim.loop, sim.chunks, sim.requests, [now])
     sim.cycle()  # one control cycle (5 ms at 200 Hz) later
     assert sim.loop.executor.counters.chunks_accepted == accepted + 1
+
+
+# ---- the child side of the parent's RobotLink ------------------------------------------------
+class _Running:
+    """A LoopSim loop (stepped by the test, no thread) that reports itself running."""
+
+    alive = True
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def __getattr__(self, name):
+        return getattr(self._loop, name)
+
+
+def _child_link(sim, running=True):
+    out = []
+    cl = loop_process._ChildLink(sim.bridge, out.append, sim.bridge.names, sim.clock, 0.05)
+    cl.loop = _Running(sim.loop) if running else sim.loop
+    return cl, out
+
+
+def test_child_runs_link_commands_through_the_loop_with_its_semantics(loop_sim):
+    sim = loop_sim(latency_s=0.2)
+    sim.run(0.2)
+    cl, _ = _child_link(sim)
+    assert sim.bridge.armed and cl.flags()[:4] == (True, True, False, False)
+    assert cl.command(LinkCommandMsg(LinkOp.PROTECTIVE_STOP, 1)) == LinkAckMsg(1)
+    sim.run(0.05)
+    assert sim.bridge.stopped and sim.loop.hold_reason == "protective_stop" and cl.flags()[3]
+    refused = cl.command(LinkCommandMsg(LinkOp.ARM, 2))
+    assert refused.error_type == "NotArmedError" and "protective stop latched" in refused.error
+    assert cl.command(LinkCommandMsg(LinkOp.CLEAR_STOP, 3)).error == ""
+    sim.run(0.2)
+    assert not sim.bridge.stopped and not sim.bridge.armed and sim.loop.hold_reason == "needs_rearm"
+    assert not cl.flags()[3]
+    assert cl.command(LinkCommandMsg(LinkOp.ARM, 4)).error == ""
+    sim.run(0.1)
+    assert sim.bridge.armed and sim.loop.hold_reason != "needs_rearm"
+    assert cl.command(LinkCommandMsg(LinkOp.DISARM, 5)).error == ""
+    sim.run(0.3)
+    assert not sim.bridge.armed and sim.loop.hold_reason == "needs_rearm"
+    unknown = cl.command(LinkCommandMsg("reboot", 6))
+    assert unknown.error_type == "CommandError" and "reboot" in unknown.error
+
+
+def test_child_without_a_running_loop_stops_the_bridge_itself_and_refuses_arm(loop_sim):
+    sim = loop_sim()
+    sim.run(0.1)
+    cl, _ = _child_link(sim, running=False)
+    assert cl.command(LinkCommandMsg(LinkOp.PROTECTIVE_STOP, 1)) == LinkAckMsg(1)
+    assert sim.bridge.calls[-1] == "protective_stop" and sim.bridge.stopped
+    refused = cl.command(LinkCommandMsg(LinkOp.ARM, 2))
+    assert refused.error_type == "DeviceNotConnectedError" and "not running" in refused.error
+    sim.bridge.set_link(False)
+    cl.loop = _Running(sim.loop)
+    sim.bridge.stopped = False
+    sim.loop._stopped = False
+    down = cl.command(LinkCommandMsg(LinkOp.ARM, 3))
+    assert down.error_type == "DeviceNotConnectedError" and "link down" in down.error
+
+
+def test_child_forwards_the_bridge_state_while_the_loop_publishes_none_and_drops_misnamed_ones(loop_sim):
+    sim = loop_sim()
+    sim.run(0.1)
+    cl, out = _child_link(sim)
+    cl.keepalive(sim.clock.now())
+    assert len(out) == 1 and isinstance(out[0], StateMsg) and out[0].state.names == sim.bridge.names
+    cl.keepalive(sim.clock.now())  # one per CHILD_CHECK_S, not one per call
+    assert len(out) == 1
+    sim.clock.advance(loop_process.CHILD_CHECK_S + 0.001)
+    cl.keepalive(sim.clock.now())
+    assert len(out) == 2
+    cl.state_out(JointState(("x",) * 13, np.zeros(13), np.zeros(13), 1.0))  # names the config does not have
+    cl.state_out(np.zeros(13))  # not a JointState at all
+    assert len(out) == 2 and cl.unnamed == 2
+
+
+def test_link_commands_are_refused_where_no_link_is_served():
+    check = MessageCheck("child", TO_CHILD)
+    assert loop_process.apply_to_child(check, LinkCommandMsg(LinkOp.ARM, 1), None, Mailbox("c"), ChunkRequests(), [0.0])
+    assert check.unknown == 1 and "no robot link" in check.last_unknown
