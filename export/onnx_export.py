@@ -19,6 +19,7 @@ import torch
 from export.checkpoint import LoadedCheckpoint
 from export.graphs import DenoiserGraph, EncoderGraph, UncachedDenoiserGraph, use_explicit_attention
 from export.model.layers import TIMM_1_0_12, check_rmsnorm_convention, set_rmsnorm_convention
+from export.model.obs_encoder import STATE_DIM
 from runtime.controller.ddim import DDIMSampler
 from runtime.controller.manifest import (
     DENOISER,
@@ -120,7 +121,8 @@ def example_inputs(arch, seed: int = 0) -> dict[str, torch.Tensor]:
     return {
         "rgbm": rgbm,
         "right_cam_img": torch.rand(1, 1, 3, 518, 518, generator=g),
-        "right_state": torch.rand(1, 1, 13, generator=g) * 2 - 1,
+        # the encoder's state width (upstream's nn.Linear(13, 256), whatever the action_dim)
+        "right_state": torch.rand(1, 1, STATE_DIM, generator=g) * 2 - 1,
     }
 
 
@@ -166,7 +168,7 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
         if stage == "encoder":
             graphs[ENCODER], encoded = _export_one(
                 EncoderGraph(policy, dtype), (obs["rgbm"], obs["right_cam_img"], obs["right_state"]),
-                out / "encoder.onnx", obs_specs(), [*names, OBS_TOKENS],
+                out / "encoder.onnx", obs_specs(int(obs["rgbm"].shape[-1]), int(obs["right_state"].shape[-1])), [*names, OBS_TOKENS],
             )
             kv, tokens = encoded[:-1], encoded[-1]
         elif stage == "denoiser":

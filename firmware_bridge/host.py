@@ -463,6 +463,13 @@ class BridgeHost(HostThreadsMixin):
             raise ProtocolMismatchError(
                 f"{self.name}: protocol version mismatch on {self.port}: host speaks version "
                 f"{self.expected_version}, firmware speaks version {ack.protocol_version}; no motion enabled")
+        if ack.num_joints != P.NUM_JOINTS:
+            # The wire format has NUM_JOINTS slots; a firmware built for another count cannot be
+            # driven by this host whatever its names hash says.
+            raise ProtocolMismatchError(
+                f"{self.name}: joint count mismatch on {self.port}: host speaks the {P.NUM_JOINTS}-joint wire "
+                f"format ({', '.join(self.limits.names)}), firmware reports {ack.num_joints} joints; "
+                "no motion enabled")
         if ack.result == P.ErrorCode.ERR_SCHEMA or ack.schema_hash != self.limits.schema_hash:
             raise ProtocolMismatchError(
                 f"{self.name}: joint schema mismatch on {self.port}: host joints hash "

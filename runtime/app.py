@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from runtime.clock import Clock
-from runtime.config.schema import ARM_JOINTS, N_JOINTS, RuntimeConfig
+from runtime.config.schema import RuntimeConfig
 from runtime.errors import StaleDataError
 from runtime.execution.executor import ChunkExecutor
 from runtime.execution.loop import ControlLoop, effective_auto_rearm
@@ -271,7 +271,8 @@ class App:
             from runtime.telemetry import make_telemetry
 
             node = make_telemetry(self.cfg.telemetry, submit=self.submit_command, name=self.cfg.name,
-                                  real_hardware=is_real_hardware(self.cfg.bridge.kind))
+                                  real_hardware=is_real_hardware(self.cfg.bridge.kind),
+                                  joint_names=self.cfg.robot.joint_names)
             if node is not None:
                 self.add_observer(node)
                 self._closers.append(("telemetry", node.stop))
@@ -497,7 +498,9 @@ class App:
             "telemetry": self.dispatcher.report(),
             "recording": self._recording_status(),
             "realtime": {**self.setup, "control_thread": loop.get("thread_setup")},
-            "joints": N_JOINTS, "arm_joints": ARM_JOINTS,
+            # the config's joint space (runtime/joint_space.py), not upstream's 7 + 6
+            "joints": self.cfg.robot.n_joints, "arm_joints": self.cfg.robot.n_arm,
+            "hand_joints": self.cfg.robot.n_hand, "joint_names": list(self.cfg.robot.joint_names),
             "errors": errors,
             "warnings": list(self.warnings),
             "fatal": self.fatal,

@@ -22,7 +22,10 @@ Non-object colours are desaturated on purpose (HSV saturation < 70): table (120,
 (70, 70, 70), arm links (150, 150, 150), hand (205, 200, 200).
 
 Coordinates: world metres, x to the right, y away from the robot, z up, table top at z = 0.
-Robot state: 13 joints like upstream (7 arm joints, 6 hand joints with 1.0 = open, 0.0 = closed).
+Robot state: the robot's joint vector in the config's joint space (runtime/joint_space.py: arm
+joints, then hand joints with 1.0 = open, 0.0 = closed; upstream's is 7 + 6 = 13). The scene reads
+the arm and hand through the joint space's slices, so any layout with at least ARM_JOINTS_READ arm
+joints gets a scene (fewer: one ConfigError saying so); without hand joints the hand stays open.
 The arm FK is deliberately simple and planar: q0 is the base yaw; q1 and q3 are shoulder and elbow
 pitch of a two-link arm (0.3 m links) in the vertical plane through the shoulder (0.36, -0.06,
 0.30) at heading q0 - 1.0 rad from +y (elevation of link 1 = pi/2 + q1, of link 2 = pi/2 + q1 +
@@ -40,7 +43,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-N_JOINTS = 13
+from runtime.errors import ConfigError
+from runtime.joint_space import JointSpace
+
+ARM_JOINTS_READ = 4  # the planar FK reads arm joints 1, 2 and 4 (q0, q1, q3)
 ARM_LINK_M = (0.30, 0.30)
 SHOULDER_XYZ = (0.36, -0.06, 0.30)
 BASE_YAW_OFFSET = -1.0  # rad: the arm stands right of the table and reaches in toward its centre
@@ -53,7 +59,7 @@ JOINT_BGR = (95, 95, 95)
 HAND_BGR = (205, 200, 200)
 ARM_LABEL = 255  # label value of arm/hand pixels in ground-truth label images
 UPSTREAM_INIT_QPOS = (0.36939895, -1.42726047, 0.32529447, -0.78829542, -1.78686804, 0.85681702, 2.33696087)
-OPEN_HAND = (1.0,) * 6
+OPEN_HAND = 1.0  # every hand joint
 
 
 @dataclass(frozen=True)
@@ -79,13 +85,30 @@ DEFAULT_OBJECTS = (
 )
 
 
-def default_state() -> np.ndarray:
-    """Upstream's right-arm init pose with an open hand (13 values)."""
-    return np.array(UPSTREAM_INIT_QPOS + OPEN_HAND, dtype=np.float64)
+def scene_joint_space(joint_space: JointSpace | None = None) -> JointSpace:
+    """`joint_space`, checked for what the scene reads (default: a config's that names no joints,
+    upstream's 7 + 6). ConfigError when the arm has too few joints for the planar FK."""
+    space = joint_space if joint_space is not None else JointSpace.from_config({})
+    if space.n_arm < ARM_JOINTS_READ:
+        raise ConfigError(f"cameras.kind synthetic: the synthetic scene's planar arm reads arm joints 1, 2 and 4; "
+                          f"robot has {space.n_arm} arm joints ({', '.join(space.arm_names)}); use real or "
+                          "mujoco cameras for this robot")
+    return space
+
+
+def default_state(joint_space: JointSpace | None = None) -> np.ndarray:
+    """Upstream's right-arm init pose with an open hand, in `joint_space`'s layout (default:
+    upstream's 13 values): its arm joints take upstream's init values in order (0 beyond the 7th)."""
+    space = scene_joint_space(joint_space)
+    arm = np.zeros(space.n_arm)
+    k = min(space.n_arm, len(UPSTREAM_INIT_QPOS))
+    arm[:k] = UPSTREAM_INIT_QPOS[:k]
+    return np.concatenate([arm, np.full(space.n_hand, OPEN_HAND)])
 
 
 def arm_points(q: np.ndarray) -> tuple[np.ndarray, float]:
-    """Planar FK: world points (shoulder, elbow, wrist) as a 3x3 array and the base yaw."""
+    """Planar FK from the arm joints (or a whole joint vector: the arm comes first): world points
+    (shoulder, elbow, wrist) as a 3x3 array and the base yaw."""
     yaw = float(q[0]) + BASE_YAW_OFFSET
     a1 = math.pi / 2 + float(q[1])
     a2 = a1 + float(q[3])
@@ -99,9 +122,12 @@ def arm_points(q: np.ndarray) -> tuple[np.ndarray, float]:
     return np.stack([shoulder, elbow, wrist]), yaw
 
 
-def hand_closure(q: np.ndarray) -> float:
-    """0 = open, 1 = closed (upstream hand joints: 1.0 open, 0.0 closed)."""
-    return float(np.clip(1.0 - np.mean(q[7:13]), 0.0, 1.0))
+def hand_closure(hand: np.ndarray) -> float:
+    """0 = open, 1 = closed, from the hand joints alone (1.0 open, 0.0 closed; none: open)."""
+    hand = np.asarray(hand, dtype=np.float64)
+    if hand.size == 0:
+        return 0.0
+    return float(np.clip(1.0 - np.mean(hand), 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -145,22 +171,25 @@ def _dark(bgr: tuple[int, int, int], k: float = 0.65) -> tuple[int, int, int]:
 class TabletopScene:
     """World state shared by the head and wrist cameras.
 
-    `state_fn` returns the robot's current 13 joint positions (called once per `snapshot()`, from
-    camera threads; it must be thread-safe and fast). A non-finite or wrongly sized state is
-    ignored (the last good one is kept) and counted in `bad_states`.
+    `state_fn` returns the robot's current joint positions in `joint_space`'s layout (default:
+    upstream's 13; called once per `snapshot()`, from camera threads; it must be thread-safe and
+    fast). A non-finite or wrongly sized state is ignored (the last good one is kept) and counted
+    in `bad_states`.
     Grasping: when the hand closes (closure > 0.6) with the wrist within reach of an object, the
     object follows the hand; it drops straight onto the table when the hand opens (< 0.4).
     """
 
     def __init__(self, state_fn: Callable[[], np.ndarray] | None = None,
-                 objects: tuple[SceneObject, ...] = DEFAULT_OBJECTS) -> None:
+                 objects: tuple[SceneObject, ...] = DEFAULT_OBJECTS, joint_space: JointSpace | None = None) -> None:
         names = [o.name for o in objects]
         if len(set(names)) != len(names):
             raise ValueError(f"scene object names must be unique, got {names}")
-        self.state_fn = state_fn or default_state
+        self.joints = scene_joint_space(joint_space)
+        home = default_state(self.joints)
+        self.state_fn = state_fn or (lambda: home)
         self._objects = [replace(o, label=i + 1) for i, o in enumerate(objects)]
         self._lock = threading.Lock()
-        self._q = default_state()
+        self._q = home
         self._held: str | None = None
         self._grip_offset = np.zeros(3)
         self.bad_states = 0
@@ -175,7 +204,7 @@ class TabletopScene:
             q = np.asarray(self.state_fn(), dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             q = np.empty(0)
-        if q.size != N_JOINTS or not np.all(np.isfinite(q)):
+        if q.size != self.joints.n or not np.all(np.isfinite(q)):
             self.bad_states += 1
             return self._q
         return q
@@ -183,8 +212,8 @@ class TabletopScene:
     def snapshot(self) -> SceneSnapshot:
         """Pull the robot state, update grasping, return an immutable snapshot to draw."""
         q = self._read_state()
-        arm, yaw = arm_points(q)
-        closure = hand_closure(q)
+        arm, yaw = arm_points(self.joints.arm(q))
+        closure = hand_closure(self.joints.hand(q))
         wrist = arm[2]
         with self._lock:
             self._q = q

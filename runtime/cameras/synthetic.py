@@ -245,10 +245,12 @@ def make_synthetic_cameras(
     ground_truth: bool = False,
     head_faults: SyntheticFaults | None = None,
     wrist_faults: SyntheticFaults | None = None,
+    joint_space=None,
 ) -> tuple[TabletopScene, SyntheticCamera, SyntheticCamera]:
     """The embedded default pair: head camera "third" and wrist camera "right_first" (640x480 BGR,
-    upstream's names), sharing one scene driven by `state_fn` (returns the 13 joint positions)."""
-    scene = TabletopScene(state_fn)
+    upstream's names), sharing one scene driven by `state_fn` (returns the robot's joint positions
+    in `joint_space`'s layout, a runtime.joint_space.JointSpace; default: upstream's 7 + 6)."""
+    scene = TabletopScene(state_fn, joint_space=joint_space)
     head = SyntheticCamera("third", scene, "head", fps=fps, clock=clock, seed=seed, noise_std=noise_std,
                            faults=head_faults, ground_truth=ground_truth)
     wrist = SyntheticCamera("right_first", scene, "wrist", fps=fps, clock=clock, seed=seed + 7,

@@ -107,23 +107,34 @@ def _probe(args) -> int:
     return 0
 
 
-def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, progress: bool = True) -> dict:
+def stream_targets(bridge, duration_s: float, rate_hz: float, amplitude: float, progress: bool = True,
+                   joint_space=None) -> dict:
     """Arm, stream sinusoidal in-limit targets around the current pose at `rate_hz`, disarm.
-    Returns the bridge counters plus what this loop saw. Shared with benchmarks/bridge.py."""
+    Returns the bridge counters plus what this loop saw. Shared with benchmarks/bridge.py.
+
+    Only the arm joints move (the hand holds): which ones they are is `joint_space`'s arm slice
+    (a runtime.joint_space.JointSpace; default: the joint space of a config that names no joints,
+    the layout the serial firmware's 13-joint wire format carries)."""
     import math
 
     import numpy as np
     from tqdm import tqdm
 
     from firmware_bridge.errors import NotArmedError
+    from runtime.errors import ConfigError
     from runtime.execution.safety import JointLimits as SafetyLimits
     from runtime.execution.safety import SafetyFilter
+    from runtime.joint_space import JointSpace
     from runtime.rate import Rate
 
+    space = joint_space if joint_space is not None else JointSpace.from_config({})
     bridge.arm()
-    q0 = bridge.latest_state(max_age_s=0.5).positions.copy()
-    mask = np.zeros_like(q0)
-    mask[:7] = 1.0
+    q0 = np.asarray(bridge.latest_state(max_age_s=0.5).positions, dtype=np.float64).copy()
+    if q0.shape != (space.n,):
+        bridge.disarm()
+        raise ConfigError(f"bridge stream: the link reports {q0.size} joints, the joint space has {space.n} "
+                          f"({space.n_arm} arm + {space.n_hand} hand)")
+    mask = space.per_joint(1.0, 0.0)  # the arm moves, the hand holds
     rate = Rate(rate_hz, bridge.clock, name="bridge-stream")
     # The same host-side limiter the control loop uses, on the host's envelope (never wider than the
     # firmware's: the handshake refuses that): velocity and acceleration hold whatever is asked.

@@ -64,6 +64,8 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     from firmware_bridge.joints import JointLimits as FirmwareLimits
     from runtime.execution.safety import JointLimits
 
+    check_serial_joint_space(cfg)
+
     # The host's envelope is its SafetyConfig; the firmware (emulator included) enforces its own
     # compiled-in limits and reports them in the handshake, where the bridge refuses a wider envelope.
     host = JointLimits.from_config(cfg.robot, cfg.safety)
@@ -103,6 +105,22 @@ def make_bridge(cfg: RuntimeConfig, clock: Clock) -> BridgeHandle:
     return BridgeHandle(bridge, closers, desc)
 
 
+def check_serial_joint_space(cfg: RuntimeConfig) -> None:
+    """The serial firmware protocol is a fixed 13-joint wire format (firmware_bridge.protocol
+    NUM_JOINTS, upstream's 7 arm + 6 hand; the C firmware is built for 13 slots): a robot config of
+    another layout is refused before the port is opened, saying how such a robot is driven."""
+    from firmware_bridge.protocol import NUM_ARM_JOINTS, NUM_JOINTS
+
+    r = cfg.robot
+    if r.n_joints == NUM_JOINTS and r.n_arm == NUM_ARM_JOINTS:
+        return
+    raise ConfigError(
+        f"bridge.kind / bridge.ros2.hand {cfg.bridge.kind!r}: the serial firmware protocol carries "
+        f"{NUM_JOINTS} joints ({NUM_ARM_JOINTS} arm + {NUM_JOINTS - NUM_ARM_JOINTS} hand), "
+        f"the robot config has {r.n_joints} ({r.n_arm} arm + {r.n_hand} hand); drive this robot with "
+        "bridge.kind ros2 (every joint in bridge.ros2.joints, hand: none), see docs/firmware_bridge.md")
+
+
 def _accepted(fn, kwargs: dict, where: str) -> dict:
     """`kwargs` unchanged if `fn` takes every one of them, else ConfigError naming the key at `where`
     with a did-you-mean (an option nobody reads must not pass for a setting that took effect)."""
@@ -118,7 +136,8 @@ def make_cameras(cfg: RuntimeConfig, clock: Clock, state_fn: Callable[[], np.nda
     if c.kind == "synthetic":
         from runtime.cameras.synthetic import make_synthetic_cameras
 
-        scene, head, wrist = make_synthetic_cameras(state_fn, clock=clock, fps=c.head.fps, seed=c.seed)
+        scene, head, wrist = make_synthetic_cameras(state_fn, clock=clock, fps=c.head.fps, seed=c.seed,
+                                                    joint_space=cfg.robot.joint_space())
         return head, wrist, scene
     if c.kind == "realsense":
         try:

@@ -179,8 +179,12 @@ def kv_names(n_layer: int) -> list[str]:
     return [f"{kind}_{i}" for i in range(n_layer) for kind in (OBS_K, OBS_V)]
 
 
-def obs_specs(image_size: int = 518, state_dim: int = 13) -> list[TensorSpec]:
-    """Encoder inputs, as upstream's process_obs hands them to predict_action (B=1, T=1)."""
+def obs_specs(image_size: int, state_dim: int) -> list[TensorSpec]:
+    """Encoder inputs, as upstream's process_obs hands them to predict_action (B=1, T=1).
+
+    Both sizes are the model's own (the exporter passes its encoder's image size and state width;
+    upstream's are 518 and 13): no default, so a model of another joint layout never gets a
+    manifest that claims upstream's."""
     return [
         TensorSpec("rgbm", [1, 1, 4, image_size, image_size], "float32"),
         TensorSpec("right_cam_img", [1, 1, 3, image_size, image_size], "float32"),

@@ -2,7 +2,9 @@
 
 Upstream (per camera, T=1): uint8 BGR HxWx3 -> float /255 -> F.interpolate(bilinear,
 align_corners=False, no antialias) to 518x518 -> (1,1,3,518,518); the head mask (HxW) ->
-F.interpolate(nearest) -> (> 0.5) as the 4th channel of `rgbm`; the 13-D state as float32 (1,1,13).
+F.interpolate(nearest) -> (> 0.5) as the 4th channel of `rgbm`; the joint state as float32 (1,1,J)
+(J = 13 for upstream's 7 arm + 6 hand joints; the model's manifest says how many it reads, and the
+runtime passes that count, so a state of another width is refused here, naming both).
 Channels stay BGR: the exported encoder flips them to RGB, as upstream's ObsEncoder does.
 
 Bilinear uses torch's half-pixel source index, edge clamping and float32 weights (no antialias);
@@ -16,7 +18,6 @@ import numpy as np
 from runtime.errors import ObservationError
 
 IMAGE_SIZE = 518
-STATE_DIM = 13
 
 
 def _check_image(name: str, img: np.ndarray, channels: int | None) -> None:
@@ -85,9 +86,13 @@ def mask_to_input(mask: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 
 
 def process_obs(head_bgr: np.ndarray, mask: np.ndarray, wrist_bgr: np.ndarray, state: np.ndarray,
-                size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
-    """Raw frames + state -> {'rgbm': (1,1,4,S,S), 'right_cam_img': (1,1,3,S,S), 'right_state': (1,1,13)}.
+                size: int = IMAGE_SIZE, state_dim: int | None = None) -> dict[str, np.ndarray]:
+    """Raw frames + state -> {'rgbm': (1,1,4,S,S), 'right_cam_img': (1,1,3,S,S), 'right_state': (1,1,J)}.
 
+    `state_dim`: the joint count the model reads (its manifest's right_state width); the state must
+    have exactly that many values. None takes the state's own width (a recorded state handed to a
+    controller, which checks it against its manifest). The count is never assumed: the joint
+    layout belongs to the robot config and the model (runtime.joint_space).
     Raises ObservationError naming the input with a wrong shape, dtype or non-finite value.
     """
     _check_image("head image", head_bgr, 3)
@@ -96,13 +101,16 @@ def process_obs(head_bgr: np.ndarray, mask: np.ndarray, wrist_bgr: np.ndarray, s
     if mask.shape != head_bgr.shape[:2]:
         raise ObservationError(f"mask: shape {mask.shape} differs from the head image's {head_bgr.shape[:2]}")
     state = np.asarray(state)
-    if state.shape not in ((STATE_DIM,), (1, STATE_DIM), (1, 1, STATE_DIM)):
-        raise ObservationError(f"state: expected {STATE_DIM} values, got shape {state.shape}")
+    width = state.shape[-1] if state.ndim else 0
+    n = width if state_dim is None else int(state_dim)
+    if n < 1 or state.shape not in ((n,), (1, n), (1, 1, n)):
+        what = "one row of joint values" if state_dim is None else f"{n} values (the model's right_state width)"
+        raise ObservationError(f"state: expected {what}, got shape {state.shape}")
     if not np.issubdtype(state.dtype, np.number) or not np.all(np.isfinite(state)):
         raise ObservationError(f"state: must be finite numbers, got {state.reshape(-1).tolist()}")
     rgbm = np.concatenate([image_to_input(head_bgr, size), mask_to_input(mask, size)], axis=0)
     return {
         "rgbm": rgbm[None, None],
         "right_cam_img": image_to_input(wrist_bgr, size)[None, None],
-        "right_state": state.astype(np.float32).reshape(1, 1, STATE_DIM),
+        "right_state": state.astype(np.float32).reshape(1, 1, n),
     }

@@ -34,9 +34,11 @@ class FakeBridge:
     Faults: `link_up = False` makes latest_state stale and send_targets raise; restoring it latches
     `needs_rearm` like the real firmware (nothing moves until `arm()`). States are JointStates named
     `names` (the runtime's joint names; default: see _default_names).
+    `n_joints` has no default: it is the robot's joint count (robot.n_joints, the config's joint
+    space), so a fake of upstream's 13 joints never silently stands in for another robot.
     """
 
-    def __init__(self, n_joints: int = 13, clock: Clock | None = None, start: np.ndarray | None = None,
+    def __init__(self, n_joints: int, clock: Clock | None = None, start: np.ndarray | None = None,
                  lower: np.ndarray | None = None, upper: np.ndarray | None = None,
                  names: Sequence[str] | None = None) -> None:
         self.clock = clock or Clock()

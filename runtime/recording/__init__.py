@@ -64,6 +64,12 @@ def make_recorder(section: dict | RecordingConfig | None, context=None, record_d
     robot = getattr(context, "robot", None)
     if robot is not None and raw.get("arm_joint_limits") is None and not raw.get("raw_joint_units", False):
         raw["arm_joint_limits"] = {"lower": list(robot.arm_lower_rad), "upper": list(robot.arm_upper_rad)}
-    if robot is not None and raw.get("state_dim") is None and hasattr(robot, "n_joints"):
-        raw["state_dim"] = robot.n_joints  # the config's joint space (upstream: 13)
+    if robot is not None and hasattr(robot, "n_joints"):
+        # the config's joint space: a section's own state_dim must agree, or every frame would be dropped
+        if raw.get("state_dim") is not None and raw["state_dim"] != robot.n_joints:
+            from runtime.errors import ConfigError
+
+            raise ConfigError(f"recording.state_dim: {raw['state_dim']} but the robot has {robot.n_joints} joints "
+                              f"({robot.n_arm} arm + {robot.n_hand} hand); leave it out to record the robot's")
+        raw["state_dim"] = robot.n_joints
     return EpisodeRecorder(RecordingConfig.from_dict(raw), provenance=build_provenance(context)).start()

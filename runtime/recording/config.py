@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from runtime.errors import ConfigError
+from runtime.joint_space import DEFAULT_ARM_NAMES, DEFAULT_HAND_NAMES
 
 COMPRESSORS = ("lz4", "zstd", "none")
 
@@ -32,6 +33,9 @@ class RecordingConfig:
         on this 2-core CPU, a quarter of the writer's budget, so they are scaled down first.
     queue_frames: frames buffered between the runtime and the writer thread; beyond it frames are
         dropped and counted (the runtime never waits for the disk).
+    state_dim: joints per state / action row. make_recorder sets it from the runtime config's joint
+        space (robot.n_joints); the default is the joint space of a config that names no joints
+        (upstream's 7 arm + 6 hand). A frame of another width is dropped and counted, never padded.
     arm_joint_limits: optional {"lower": [n], "upper": [n]} (robot units, one per arm joint). When
         given, the first n state/action values are stored scaled to [-1, 1] like upstream's get_state(); without it
         they are stored as the runtime hands them over.
@@ -46,7 +50,7 @@ class RecordingConfig:
     compressor: str = "lz4"
     min_free_mb: float = 256.0
     fsync: bool = True
-    state_dim: int = 13
+    state_dim: int = len(DEFAULT_ARM_NAMES) + len(DEFAULT_HAND_NAMES)
     max_pending_frames: int = 8
     arm_joint_limits: dict | None = None
     raw_joint_units: bool = False  # make_recorder: do not take arm limits from the runtime config

@@ -49,8 +49,8 @@ class FrameRecord:
     head: np.ndarray  # (H, W, 3) uint8 BGR
     wrist: np.ndarray  # (h, w, 3) uint8 BGR
     mask: np.ndarray  # (H, W) uint8 {0, 1}
-    state: np.ndarray  # (13,) float32
-    action: np.ndarray  # (13,) float32
+    state: np.ndarray  # (state_dim,) float32: the robot's joints (13 upstream)
+    action: np.ndarray  # (state_dim,) float32
 
 
 def _rgbm_block(buf: list[FrameRecord]) -> np.ndarray:

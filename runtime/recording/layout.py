@@ -4,8 +4,8 @@
       .recorder.lock                  flock held by the live recorder
       episode_000001/
         data.zarr/                    zarr format 2 (what upstream's zarr 2.12 reads), one episode:
-          data/action        (N, 13)       float32  the command sent for this frame (model space)
-          data/right_state   (N, 13)       float32  measured state at the frame
+          data/action        (N, J)        float32  the command sent for this frame (model space; J = joints, 13 upstream)
+          data/right_state   (N, J)        float32  measured state at the frame
           data/rgbm          (N, H, W, 4)  uint8    head image (BGR as captured) + mask {0, 1}
           data/right_cam_img (N, h, w, 3)  uint8    wrist image (BGR as captured)
           data/timestamp     (N,)          float64  runtime monotonic capture time of the frame

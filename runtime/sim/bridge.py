@@ -29,12 +29,14 @@ class MujocoBridge:
         from runtime.joint_space import DEFAULT_ARM_NAMES, DEFAULT_HAND_NAMES
 
         self.names = tuple(names) if names is not None else DEFAULT_ARM_NAMES + DEFAULT_HAND_NAMES
-        if len(self.names) != shm.N:
+        if len(self.names) != link.mem.layout.n_joints:
             from runtime.errors import ConfigError
 
-            raise ConfigError(f"mujoco bridge: robot has {len(self.names)} joints, the sim's robot {shm.N}")
+            raise ConfigError(f"mujoco bridge: robot has {len(self.names)} joints, the sim's robot "
+                              f"{link.mem.layout.n_joints}")
         self.link = link
         self.mem = link.mem
+        self.n = self.mem.layout.n_joints  # the robot's joint count: the shared memory is sized by it
         self.clock = clock or Clock()
         self.lower = np.asarray(lower, dtype=np.float64)
         self.upper = np.asarray(upper, dtype=np.float64)
@@ -65,8 +67,9 @@ class MujocoBridge:
         age = self.clock.now() - t
         if max_age_s is not None and age > max_age_s:
             raise StaleDataError(f"mujoco bridge: state is {age * 1e3:.1f} ms old (limit {max_age_s * 1e3:.1f} ms)")
-        q = v[4:4 + shm.N].copy()
-        dq = v[4 + shm.N:4 + 2 * shm.N].copy()
+        h, n = shm.STATE_HEAD, self.n
+        q = v[h:h + n].copy()
+        dq = v[h + n:h + 2 * n].copy()
         return JointState(self.names, q, dq, t, "mujoco sim",
                           {"sim_time_s": float(v[1]), "steps": int(v[2]), "lag_steps": int(v[3])})
 
@@ -106,7 +109,7 @@ class MujocoBridge:
         if not self.link_up:
             raise DeviceNotConnectedError("mujoco bridge: the sim process is not running")
         q = np.asarray(positions, dtype=np.float64)
-        if q.shape != (shm.N,) or not np.all(np.isfinite(q)):
+        if q.shape != (self.n,) or not np.all(np.isfinite(q)):
             raise ValueError(f"mujoco bridge: bad target {q!r}")
         q = np.clip(q, self.lower, self.upper)
         with self._lock:

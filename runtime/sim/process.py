@@ -49,7 +49,8 @@ class SimSettings:
 
     @property
     def layout(self) -> shm.Layout:
-        return shm.Layout(tuple(self.head_size), tuple(self.wrist_size))
+        """Sized by the robot's joint count (the config's joint space), not upstream's 13."""
+        return shm.Layout(tuple(self.head_size), tuple(self.wrist_size), self.robot_config().n_joints)
 
     def robot_config(self):
         from runtime.config.schema import RobotConfig
@@ -106,10 +107,10 @@ class Simulator:
         self.steps += n
 
     def apply(self, cmd: np.ndarray) -> None:
-        """cmd = [t, armed, stopped, count, targets...] (shm.CMD_LEN - 1 values)."""
+        """cmd = [t, armed, stopped, count, targets...] (shm.cmd_len(n) - 1 values, n = robot joints)."""
         armed, stopped = cmd[1] > 0.5, cmd[2] > 0.5
         if armed and not stopped and cmd[3] > 0:
-            self.data.ctrl[:] = cmd[4:4 + shm.N]
+            self.data.ctrl[:] = cmd[shm.CMD_HEAD:shm.CMD_HEAD + len(self.addr)]
 
     def state(self, t: float) -> np.ndarray:
         d = self.data

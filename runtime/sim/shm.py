@@ -6,6 +6,10 @@ simulator a wake-up per message. One named block holds everything, so any proces
 control process included) attaches by name alone. Each region has one writer; its header's first
 int64 is a sequence number, odd while a write is under way: a reader retries until it copies a
 region with the same even number before and after.
+
+The joint regions are sized by the robot's joint count (`Layout.n_joints`, from the config's joint
+space): the creator records it in the control region and an attacher built for another count is
+refused with one line instead of reading another layout's bytes.
 """
 
 from __future__ import annotations
@@ -16,29 +20,44 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-N = 13
 MAX_OBJECTS = 8
-# float64 slots of the small regions (after the int64 seq header in slot 0)
-STATE_LEN = 1 + 4 + 2 * N       # seq, t, sim_time, steps, lag_steps, qpos[13], qvel[13]
-CMD_LEN = 1 + 4 + N             # seq, t, armed, stopped, count, targets[13]
+# float64 slots of the small regions (after the int64 seq header in slot 0); n = the joint count
+STATE_HEAD = 4                  # t, sim_time, steps, lag_steps; then qpos[n], qvel[n]
+CMD_HEAD = 4                    # t, armed, stopped, count; then targets[n]
 OBJ_LEN = 1 + 1 + 7 * MAX_OBJECTS  # seq, n, (pos3, quat4) * MAX
-CTRL_LEN = 4                    # alive flag, stop request, sim pid, heartbeat time
+CTRL_LEN = 5                    # alive flag, stop request, sim pid, heartbeat time, joint count
+CTRL_JOINTS = 4                 # the ctrl slot holding the creator's joint count
 FRAME_HDR = 4                   # seq, t_capture, index, has_mask
+
+
+def state_len(n_joints: int) -> int:
+    return 1 + STATE_HEAD + 2 * n_joints
+
+
+def cmd_len(n_joints: int) -> int:
+    return 1 + CMD_HEAD + n_joints
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Byte offsets of every region; a pure function of the camera sizes (clients recompute it)."""
+    """Byte offsets of every region; a pure function of the camera sizes and the robot's joint count
+    (clients recompute it from the same config)."""
 
     head: tuple[int, int]
     wrist: tuple[int, int]
+    n_joints: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n_joints, int) and self.n_joints >= 1):
+            raise ValueError(f"sim shared memory: the joint count must be a positive integer, got {self.n_joints!r}")
 
     def regions(self) -> dict[str, tuple[int, int]]:
         out: dict[str, tuple[int, int]] = {}
         off = 0
-        for name, n in (("ctrl", CTRL_LEN), ("state", STATE_LEN), ("cmd", CMD_LEN), ("obj", OBJ_LEN)):
-            out[name] = (off, n * 8)
-            off += n * 8
+        n = self.n_joints
+        for name, size in (("ctrl", CTRL_LEN), ("state", state_len(n)), ("cmd", cmd_len(n)), ("obj", OBJ_LEN)):
+            out[name] = (off, size * 8)
+            off += size * 8
         for cam, (w, h) in (("head", self.head), ("wrist", self.wrist)):
             out[f"{cam}_hdr"] = (off, FRAME_HDR * 8)
             off += FRAME_HDR * 8
@@ -68,6 +87,18 @@ class SimMemory:
         self.owner = create
         buf = self.shm.buf
         self.views: dict[str, np.ndarray] = {}
+        if not create:
+            found = _joint_count(buf) if self.shm.size >= CTRL_LEN * 8 else None
+            if found != layout.n_joints or self.shm.size < size:
+                del buf
+                self.shm.close()
+                from runtime.errors import ConfigError
+
+                why = (f"was made for {found} joints, this robot config has {layout.n_joints}"
+                       if found is not None and found != layout.n_joints
+                       else f"is {self.shm.size} bytes, less than the layout for {layout.n_joints} joints needs")
+                raise ConfigError(f"sim shared memory {self.name} {why}; attach with the config the simulator "
+                                  "was started with")
         for key, (off, n) in regions.items():
             if key == "_size":
                 continue
@@ -82,6 +113,7 @@ class SimMemory:
         if create:
             for v in self.views.values():
                 v[...] = 0
+            self.views["ctrl"][CTRL_JOINTS] = layout.n_joints
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.views[key]
@@ -97,6 +129,11 @@ class SimMemory:
                 self.shm.unlink()
             except FileNotFoundError:
                 pass
+
+
+def _joint_count(buf) -> int:
+    """The joint count the creator recorded in the control region (no view of `buf` is kept)."""
+    return int(np.frombuffer(buf, np.float64, CTRL_LEN, 0)[CTRL_JOINTS])
 
 
 def write(region: np.ndarray, values: np.ndarray, start: int = 1) -> None:

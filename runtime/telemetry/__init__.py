@@ -27,8 +27,11 @@ def telemetry_config(section) -> TelemetryConfig:
 
 
 def make_telemetry(section: dict | TelemetryConfig | None, submit=None, name: str = "dexgrasp",
-                   real_hardware: bool = False):
+                   real_hardware: bool = False, joint_names=None):
     """A started TelemetryNode from the `telemetry:` config section, or None if DDS is disabled.
+
+    `joint_names`: the robot's (robot.joint_names, the config's joint space); published unless the
+    section names its own, one per joint (DdsConfig.for_robot).
 
     `submit` is the runtime's thread-safe submit_command(dict); it can also be set later with
     node.set_submit(). `real_hardware`: the bridge drives a real robot (bridge.kind "serial" or "ros2"):
@@ -38,10 +41,11 @@ def make_telemetry(section: dict | TelemetryConfig | None, submit=None, name: st
     cfg = telemetry_config(section)
     if not cfg.dds.enabled:
         return None
+    dds = cfg.dds if joint_names is None else cfg.dds.for_robot(joint_names)
     import logging
 
-    for text in command_trust_warnings(cfg.dds, real_hardware):
+    for text in command_trust_warnings(dds, real_hardware):
         logging.getLogger(__name__).warning("%s", text)
     from runtime.telemetry.node import TelemetryNode
 
-    return TelemetryNode(cfg.dds, submit=submit, name=name).start()
+    return TelemetryNode(dds, submit=submit, name=name).start()

@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from runtime.errors import ConfigError
 
-DEFAULT_JOINT_NAMES = tuple([f"arm_joint_{i}" for i in range(1, 8)] + [f"hand_joint_{i}" for i in range(1, 7)])
 # The domain id of a config (and of `dexgrasp ctl`) that names none: lets test runs and several
 # people on one host keep their sim demos apart without editing configs/sim.yaml.
 DOMAIN_ENV = "DEXGRASP_DDS_DOMAIN_ID"
@@ -133,7 +132,10 @@ class DdsConfig:
     allow_multicast: bool | None = None
     peers: tuple[str, ...] = ()
     config_uri: str | None = None  # a Cyclone XML file/URI, merged with the fields above and security
-    joint_names: tuple[str, ...] = DEFAULT_JOINT_NAMES
+    # Names on rt/dexgrasp/joint_states and joint_commands. Empty (the default): the robot's, from the
+    # config's joint space (make_telemetry fills them); a node without a runtime config names each
+    # sample by the state's own names, else joint_0..joint_n-1.
+    joint_names: tuple[str, ...] = ()
     frame_id: str = "dexgrasp"
     status_rate_hz: float = 2.0
     telemetry_queue: int = 256  # joint samples buffered between observer callback and publisher
@@ -186,6 +188,18 @@ class DdsConfig:
         cfg = cls(**raw)
         cfg.validate(where)
         return cfg
+
+    def for_robot(self, robot_joint_names, where: str = "telemetry.dds") -> DdsConfig:
+        """This config publishing the robot's joint names: they fill an empty `joint_names`; names
+        given in the section must be one per robot joint (ConfigError naming both counts)."""
+        robot = tuple(robot_joint_names)
+        if not self.joint_names:
+            return replace(self, joint_names=robot)
+        if len(self.joint_names) != len(robot):
+            raise ConfigError(f"{where}.joint_names: {len(self.joint_names)} names for a robot with {len(robot)} "
+                              f"joints ({', '.join(robot)}); give one per joint or leave it out to publish the "
+                              "robot's names")
+        return self
 
     def validate(self, where: str = "telemetry.dds") -> None:
         for name in ("enabled", "commands", "insecure_commands"):

@@ -290,7 +290,8 @@ class TelemetryNode:
                 log.debug("telemetry: skipping joint %s sample: %s", kind, exc)
                 continue
             stamp_s = js.t + self._wall_offset_s if js.t is not None else t_wall
-            names = list(self.cfg.joint_names[: js.position.size])
+            # the config's (the robot's joint space, via make_telemetry), else the state's own
+            names = list((self.cfg.joint_names or js.names or ())[: js.position.size])
             names += [f"joint_{i}" for i in range(len(names), js.position.size)]
             msg = JointState_(
                 header=Header_(stamp=stamp_from_seconds(stamp_s), frame_id=self.cfg.frame_id),

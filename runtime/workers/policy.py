@@ -43,16 +43,20 @@ class ControllerPolicy:
             from runtime.controller.preprocess import process_obs
         self._process_obs = process_obs
         self.seed = 0
-        # The exported encoder fixes the image size (518 for the paper's model, smaller presets less).
+        # The exported encoder fixes the image size (518 for the paper's model, smaller presets less)
+        # and the joint count of the state it reads (its manifest's right_state width).
         specs = {s.name: s for s in getattr(controller, "obs_specs", [])}
         self.image_size = int(specs["rgbm"].shape[-1]) if "rgbm" in specs else None
+        self.state_dim = int(specs["right_state"].shape[-1]) if "right_state" in specs else None
 
     def predict_chunk(self, head_bgr, mask, wrist_bgr, state13):
         state = np.asarray(state13, dtype=np.float32)
-        if self.image_size is None:
-            obs = self._process_obs(head_bgr, mask, wrist_bgr, state)
-        else:
-            obs = self._process_obs(head_bgr, mask, wrist_bgr, state, size=self.image_size)
+        kwargs = {}
+        if self.image_size is not None:
+            kwargs["size"] = self.image_size
+        if self.state_dim is not None:
+            kwargs["state_dim"] = self.state_dim
+        obs = self._process_obs(head_bgr, mask, wrist_bgr, state, **kwargs)
         self.seed += 1
         return self.controller.predict(obs, seed=self.seed)
 

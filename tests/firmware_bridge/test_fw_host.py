@@ -243,3 +243,54 @@ def test_injected_fake_clock_stamps_commands_and_states(start_emulator):
             st = bridge.state.wait_newer(st.seq, 2.0)
         assert st is not None and st.value.echo_host_time_us == 100_500_000
         assert st.value.t_host_receive == 100.5
+
+
+def test_a_firmware_reporting_another_joint_count_is_refused_in_one_line():
+    """The wire format has 13 slots: a firmware whose HELLO_ACK says it drives another number of
+    joints is refused even when its names hash matches (nothing is armed)."""
+    import os
+    import threading
+    import time
+    import tty
+
+    from firmware_bridge.framer import Framer
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = os.ttyname(slave)
+    stop = threading.Event()
+    lim = JointLimits.default()
+
+    def device() -> None:
+        framer = Framer()
+        os.set_blocking(master, False)
+        while not stop.is_set():
+            try:
+                data = os.read(master, 4096)
+            except BlockingIOError:
+                time.sleep(0.002)
+                continue
+            for ev in framer.feed(data):
+                if isinstance(ev, P.Message) and ev.type is P.MsgType.HELLO:
+                    ack = P.HelloAck(P.PROTOCOL_VERSION, 12, ev.body.schema_hash, 0x1234, ev.body.host_nonce,
+                                     0x00020000, 0, 8, 20000, 150000, tuple(lim.lower), tuple(lim.upper),
+                                     tuple(lim.max_velocity), tuple(lim.max_acceleration))
+                    os.write(master, P.encode(P.Message(P.MsgType.HELLO_ACK, 1, 0x1234, ack)))
+
+    t = threading.Thread(target=device, daemon=True)
+    t.start()
+    try:
+        bridge = BridgeHost(port)
+        with pytest.raises(ProtocolMismatchError, match=r"joint count mismatch on .*: host speaks the 13-joint "
+                                                        r"wire format \(arm_joint_1, .*hand_joint_6\), firmware "
+                                                        r"reports 12 joints; no motion enabled") as info:
+            bridge.connect(timeout_s=2.0)
+        assert "\n" not in str(info.value)
+        with pytest.raises(NotArmedError):
+            bridge.send_targets(np.zeros(13))
+        bridge.close()
+    finally:
+        stop.set()
+        t.join(1.0)
+        os.close(master)
+        os.close(slave)

@@ -228,7 +228,8 @@ def test_recorder_follows_the_joint_space(tmp_path):
 
 def test_a_12_joint_robot_runs_end_to_end_on_the_fake_link(tmp_path):
     """The whole thread-mode App on a 6-arm + 6-hand joint space: fake link from the config, fake
-    policy, synthetic cameras (their scene keeps upstream's 13-joint arm: fed a fixed pose)."""
+    policy, synthetic cameras on the robot's joint space (fed a fixed pose; test_joint_layout.py
+    runs the scene from the robot's state)."""
     import time
 
     from runtime.app import App
@@ -243,7 +244,8 @@ def test_a_12_joint_robot_runs_end_to_end_on_the_fake_link(tmp_path):
         "bridge": {"kind": "fake"}, "policy": {"backend": "fake"}, "safety": {"auto_rearm": True},
     }, "test")
     clock = Clock()
-    _, head, wrist = make_synthetic_cameras(lambda: np.zeros(13), clock=clock, fps=15)
+    _, head, wrist = make_synthetic_cameras(lambda: np.zeros(12), clock=clock, fps=15,
+                                            joint_space=cfg.robot.joint_space())
     app = App(cfg, clock=clock, cameras=(head, wrist, None), policy=FakeChunkPolicy(latency_s=0.05), tracker=None)
     app.start()
     try:

@@ -51,7 +51,20 @@ def test_rejects_bad_frames():
         process_obs(img, mask, img[..., :2], state)
     with pytest.raises(ObservationError, match="mask: shape"):
         process_obs(img, mask[:10], img, state)
-    with pytest.raises(ObservationError, match="state: expected 13"):
-        process_obs(img, mask, img, np.zeros(12))
+    with pytest.raises(ObservationError, match=r"state: expected 13 values \(the model's right_state width\)"):
+        process_obs(img, mask, img, np.zeros(12), state_dim=13)
+    with pytest.raises(ObservationError, match="state: expected one row of joint values"):
+        process_obs(img, mask, img, np.zeros((2, 13)))
     with pytest.raises(ObservationError, match="state: must be finite"):
         process_obs(img, mask, img, np.full(13, np.nan))
+
+
+@pytest.mark.parametrize("n", [12, 13])
+def test_the_state_width_is_the_models_not_a_constant(n):
+    """A 6 + 6 robot's model reads 12 values, upstream's 13: the count comes from the caller (the
+    model's manifest), or from the state itself when none is given."""
+    img, mask = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    state = np.linspace(-1.0, 1.0, n)
+    for obs in (process_obs(img, mask, img, state, size=28, state_dim=n), process_obs(img, mask, img, state, size=28)):
+        assert obs["right_state"].shape == (1, 1, n) and obs["right_state"].dtype == np.float32
+        np.testing.assert_allclose(obs["right_state"][0, 0], state.astype(np.float32))

@@ -110,7 +110,7 @@ def test_bridge_moves_nothing_until_armed_and_reports_stale_state():
     from runtime.clock import FakeClock
     from runtime.sim.bridge import MujocoBridge
 
-    mem = shm.SimMemory(shm.Layout((8, 6), (8, 6)), create=True)
+    mem = shm.SimMemory(shm.Layout((8, 6), (8, 6), 13), create=True)
     try:
         clock = FakeClock(5.0)
         state = np.concatenate([[5.0, 0.0, 0, 0], HOME, np.zeros(13)])

@@ -71,7 +71,8 @@ def test_joint_states_and_commands_arrive_with_ros2_types_and_values(pair):
     assert wait_for(lambda: node._w_states.get_matched_subscriptions())
     assert wait_for(lambda: node._w_commands.get_matched_subscriptions())
 
-    class State:  # the runtime's state object shape (positions/velocities/t_host_receive)
+    class State:  # the runtime's state object shape (JointState: names/positions/velocities/t_host_receive)
+        names = tuple(f"arm_joint_{i}" for i in range(1, 8)) + tuple(f"hand_joint_{i}" for i in range(1, 7))
         positions = np.linspace(-1.0, 1.0, 13)
         velocities = np.full(13, 0.5)
         t_host_receive = time.monotonic()
