@@ -13,7 +13,7 @@ import pathlib
 import pickle
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,6 +36,9 @@ class LoadedCheckpoint:
     sha256: str
     path: str
     weights: str  # "model", "ema_model" or "state_dict"
+    # `dexgrasp train`'s provenance (episodes dir, scene seeds) when the payload has it; the export
+    # copies it into the manifest's source_checkpoint.training for `dexgrasp eval`'s seed check.
+    training: dict = field(default_factory=dict)
 
 
 file_sha256 = sha256_file  # the checkpoint's hash, recorded in the export manifest
@@ -206,4 +209,16 @@ def load_checkpoint(path: str | pathlib.Path, preset: str | None = None, use_ema
     else:
         raise CheckpointError(f"{source} holds a {type(payload).__name__}, not a workspace payload or state dict")
     policy = build_policy(arch, state_dict, source, use_sdpa=use_sdpa)
-    return LoadedCheckpoint(policy, arch, file_sha256(path), str(path), weights)
+    return LoadedCheckpoint(policy, arch, file_sha256(path), str(path), weights, _training_provenance(payload))
+
+
+def _training_provenance(payload) -> dict:
+    """payload['dexgrasp'] as written by export/train (plain JSON-able values only), else {}."""
+    info = payload.get("dexgrasp") if isinstance(payload, Mapping) else None
+    if not isinstance(info, Mapping):
+        return {}
+    seeds = info.get("scene_seeds")
+    out = {k: str(info[k]) for k in ("episodes_dir",) if k in info}
+    if isinstance(seeds, (list, tuple)) and all(isinstance(s, int) for s in seeds):
+        out["scene_seeds"] = sorted({int(s) for s in seeds})
+    return out

@@ -205,7 +205,8 @@ def export_controller(ckpt: LoadedCheckpoint, output_dir: str | pathlib.Path, pr
         graphs=graphs,
         precision=precision,
         opset=OPSET,
-        source_checkpoint={"path": ckpt.path, "sha256": ckpt.sha256, "weights": ckpt.weights},
+        source_checkpoint={"path": ckpt.path, "sha256": ckpt.sha256, "weights": ckpt.weights,
+                           **({"training": dict(ckpt.training)} if getattr(ckpt, "training", None) else {})},
         exporter={"torch": torch.__version__, "onnx": onnx.__version__},
         rmsnorm=rmsnorm,
     )

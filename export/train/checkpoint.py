@@ -11,7 +11,7 @@ trained policy only ever sees those features, and the runtime runs the same weig
 The output is what upstream's BaseWorkspace.save_checkpoint writes (torch.save with dill): cfg
 (the workspace cfg of export/upstream_cfg.py with this run's training settings), state_dicts.model
 (+ ema_model), pickles global_step / epoch, so `dexgrasp export controller` and upstream's
-`load_payload` both take it.
+`load_payload` both take it; plus this project's training provenance under "dexgrasp".
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ def with_normalizer(policy: ControllerPolicy, stats: dict) -> ControllerPolicy:
 
 def save_trained_checkpoint(policy: ControllerPolicy, path: str | pathlib.Path, ema_policy=None,
                             training: dict | None = None, dataset_path: str | None = None,
-                            global_step: int = 0, epoch: int = 0) -> pathlib.Path:
+                            global_step: int = 0, epoch: int = 0, provenance: dict | None = None) -> pathlib.Path:
+    """Write the workspace payload. `provenance` (plain ints/strings: the training episodes
+    directory and the scene seeds it holds) is stored under the payload's "dexgrasp" key, which
+    upstream's load_payload ignores; the export copies it into the manifest for `dexgrasp eval`."""
     import dill
     from omegaconf import OmegaConf
 
@@ -84,6 +87,8 @@ def save_trained_checkpoint(policy: ControllerPolicy, path: str | pathlib.Path, 
         "pickles": {"global_step": dill.dumps(global_step), "epoch": dill.dumps(epoch),
                     "_output_dir": dill.dumps(None)},
     }
+    if provenance:
+        payload["dexgrasp"] = dict(provenance)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")

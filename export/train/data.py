@@ -16,7 +16,7 @@ workspace cfg: horizon = n_action_steps = 64, n_obs_steps = 1, pad_before = 0, p
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,9 @@ class EpisodeSet:
     action: np.ndarray  # (N, A) float32
     timestamp: np.ndarray  # (N,) float64
     episode_ends: np.ndarray  # (E,) int64, cumulative
+    # Scene seeds of the MuJoCo episodes (their provenance's cameras.seed) plus those collect.json
+    # lists: carried into the checkpoint so `dexgrasp eval` can refuse to evaluate on training scenes.
+    scene_seeds: list[int] = field(default_factory=list)
 
     @property
     def frames(self) -> int:
@@ -133,11 +136,36 @@ def load_episodes(root: str | Path, action_dim: int, verify: bool = True) -> Epi
     def cat(key: str) -> np.ndarray:
         return np.concatenate([ep.data[key] for ep in episodes], axis=0)
 
+    seeds = {s for s in (scene_seed(ep.info) for ep in episodes) if s is not None} | collect_seeds(root)
     return EpisodeSet(
         root=root, names=[ep.name for ep in episodes], rgbm=cat("rgbm"), wrist=cat("right_cam_img"),
         state=cat("right_state").astype(np.float32), action=cat("action").astype(np.float32),
         timestamp=cat("timestamp"), episode_ends=np.cumsum([ep.frames for ep in episodes]).astype(np.int64),
+        scene_seeds=sorted(seeds),
     )
+
+
+def scene_seed(info: dict) -> int | None:
+    """The MuJoCo scene seed an episode was recorded on (cameras.seed of the config its provenance
+    stores), or None when it was not recorded on the sim (a real robot's cameras.seed means nothing)."""
+    cameras = (((info or {}).get("provenance") or {}).get("config") or {}).get("cameras") or {}
+    if cameras.get("kind") != "mujoco" or not isinstance(cameras.get("seed"), int):
+        return None
+    return int(cameras["seed"])
+
+
+def collect_seeds(root: Path) -> set[int]:
+    """Every scene seed `dexgrasp sim collect` ran into `root` (its collect.json), failed episodes
+    included: a scene the expert was shown is a training scene even if its recording was removed."""
+    import json
+
+    path = root / "collect.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return set()
+    per = data.get("per_episode") if isinstance(data, dict) else None
+    return {int(r["seed"]) for r in per or [] if isinstance(r, dict) and isinstance(r.get("seed"), int)}
 
 
 class WindowDataset:

@@ -35,6 +35,7 @@ from export.train.forward import fill_attn_masks
 from export.train.jitter import ColorJitter
 from export.train.loss import diffusion_loss
 from runtime.errors import CheckpointError, ConfigError
+from runtime.sim.collect import describe_seeds
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,12 @@ class Trainer:
         pred = policy.predict_action(batch["obs"], noise)
         return float(torch.nn.functional.mse_loss(pred, batch["action"]))
 
+    def provenance(self) -> dict:
+        """What the checkpoint (and its export) says about its training data: the episodes
+        directory and the MuJoCo scene seeds in it, so an evaluation can refuse those scenes."""
+        return {"episodes_dir": str(self.episodes.root.resolve()), "episodes": list(self.episodes.names),
+                "scene_seeds": list(self.episodes.scene_seeds)}
+
     def run(self) -> dict:
         from tqdm.auto import tqdm
 
@@ -250,12 +257,13 @@ class Trainer:
                     "optimizer.lr": cfg.lr, "optimizer.weight_decay": cfg.weight_decay,
                     "optimizer.betas": list(cfg.betas)}
         save_trained_checkpoint(self.policy, out, ema_policy, training, str(self.episodes.root),
-                                global_step=self.global_step, epoch=self.epoch)
+                                global_step=self.global_step, epoch=self.epoch, provenance=self.provenance())
         tail = losses[-max(1, min(10, len(losses) // 5)):]
         summary = {
             "checkpoint": str(out),
             "arch": _arch_desc(self.arch),
             "episodes": len(self.episodes.names),
+            "scene_seeds": describe_seeds(self.episodes.scene_seeds),
             "frames": self.episodes.frames,
             "samples": len(self.dataset),
             "median_frame_interval_s": self.episodes.median_frame_interval_s(),

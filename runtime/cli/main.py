@@ -28,6 +28,7 @@ COMMANDS = {
     "eval-offline": "runtime.cli.eval_offline",
     "train": "runtime.cli.train",
     "sim": "runtime.cli.sim",
+    "eval": "runtime.cli.eval",
 }
 
 DESCRIPTION = """\

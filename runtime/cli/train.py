@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {s['arch']}")
     print(f"  data      {s['episodes']} episodes, {s['frames']} frames, {s['samples']} windows "
           f"(frame interval {s['median_frame_interval_s'] or 0:.3f} s)")
+    print(f"  scenes    sim scene seeds {s['scene_seeds']} (recorded in the checkpoint; `dexgrasp eval` refuses them)")
     print(f"  run       {s['steps']} steps x batch {s['batch_size']} ({s['epochs']} epochs), {s['precision']}, "
           f"features cache {s['feature_cache']}, jitter {'on' if s['color_jitter'] else 'off'}, "
           f"EMA {'on' if s['ema'] else 'off'}, warmup {s['warmup_steps']}")

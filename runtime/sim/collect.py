@@ -54,6 +54,20 @@ def judge(heights: list[tuple[float, float]], lift_m: float, hold_s: float) -> f
     return None
 
 
+def describe_seeds(seeds) -> str:
+    """'0-9, 12' for the seeds 0..9 and 12 (sorted, duplicates dropped); 'none' for no seeds."""
+    seeds = sorted({int(s) for s in seeds})
+    if not seeds:
+        return "none"
+    runs = [[seeds[0], seeds[0]]]
+    for s in seeds[1:]:
+        if s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+
+
 def episode_target(seed: int) -> int:
     """Index of the object an episode on scene `seed` asks for (seeded, so collect and any later
     evaluation of the same seed prompt the same object)."""
@@ -78,10 +92,13 @@ def episode_config(base, seed: int, prompt: str, output: Path | None, overrides:
 
 
 def run_episode(base, episode: int, seed: int, output: Path | None, timeout_s: float = 40.0,
-                lift_m: float = 0.06, hold_s: float = 1.0, policy_factory=None) -> EpisodeResult:
+                lift_m: float = 0.06, hold_s: float = 1.0, policy_factory=None, probe=None,
+                reports: list | None = None, overrides: dict | None = None) -> EpisodeResult:
     """One run of the runtime on scene `seed`, judged by physics. `policy_factory(cfg, target)`
     makes the policy (default: the scripted expert); it returns None to let the config's
-    `policy:` section build it (an exported controller)."""
+    `policy:` section build it (an exported controller). `probe(t, sim_memory)` is called at every
+    physics poll (`dexgrasp eval` samples the hand there); the runtime's full report is appended to
+    `reports` when given; `overrides` are merged into the episode's config sections."""
     from runtime.app import App
     from runtime.sim import link, shm
     from runtime.sim.expert import ScriptedExpert
@@ -90,7 +107,7 @@ def run_episode(base, episode: int, seed: int, output: Path | None, timeout_s: f
     spec = random_scene(seed)
     target = episode_target(seed)
     obj = spec.objects[target]
-    cfg = episode_config(base, seed, f"grasp the {obj.colour} object", output)
+    cfg = episode_config(base, seed, f"grasp the {obj.colour} object", output, overrides)
     policy = (policy_factory or ScriptedExpert)(cfg, target)
     app = App(cfg, policy=policy)
     heights: list[tuple[float, float]] = []
@@ -105,6 +122,8 @@ def run_episode(base, episode: int, seed: int, output: Path | None, timeout_s: f
             v = shm.read(sim.mem["obj"])
             z = float(v[3 + 7 * target])
             heights.append((time.monotonic() - t0, z - obj.rest_z))
+            if probe is not None:
+                probe(heights[-1][0], sim.mem)
             t_hold = judge(heights, lift_m, hold_s)
             if t_hold is not None:
                 break
@@ -114,6 +133,8 @@ def run_episode(base, episode: int, seed: int, output: Path | None, timeout_s: f
         report = app.run(duration_s=0.2)  # stops safely and closes the recording
     finally:
         app.stop()
+    if reports is not None:
+        reports.append(report)
     control = report.get("control") or {}
     lat = control.get("lateness_us") or {}
     episode_status = report.get("episode") or {}

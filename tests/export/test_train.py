@@ -190,6 +190,9 @@ def test_checkpoint_loads_weights_only_and_exports(episodes, tmp_path):
     manifest = export_controller(loaded, tmp_path / "model", progress=False)
     assert (tmp_path / "model" / "manifest.json").is_file() and manifest is not None
     assert (tmp_path / "out.ckpt.train.json").is_file()
+    # training provenance for `dexgrasp eval` (these synthetic episodes were not recorded on the sim)
+    assert loaded.training == {"episodes_dir": str(episodes.resolve()), "scene_seeds": []}
+    assert manifest.source_checkpoint["training"] == loaded.training
 
 
 def _cli_error(capsys, *args) -> str:
