@@ -9,6 +9,7 @@ Accepted inputs:
 from __future__ import annotations
 
 import logging
+import math
 import pathlib
 import pickle
 import re
@@ -36,8 +37,9 @@ class LoadedCheckpoint:
     sha256: str
     path: str
     weights: str  # "model", "ema_model" or "state_dict"
-    # `dexgrasp train`'s provenance (episodes dir, scene seeds) when the payload has it; the export
-    # copies it into the manifest's source_checkpoint.training for `dexgrasp eval`'s seed check.
+    # `dexgrasp train`'s provenance (episodes dir, scene seeds, action rate and recorded fps) when the
+    # payload has it; the export copies it into the manifest's source_checkpoint.training for
+    # `dexgrasp eval`'s seed check.
     training: dict = field(default_factory=dict)
 
 
@@ -221,4 +223,8 @@ def _training_provenance(payload) -> dict:
     out = {k: str(info[k]) for k in ("episodes_dir",) if k in info}
     if isinstance(seeds, (list, tuple)) and all(isinstance(s, int) for s in seeds):
         out["scene_seeds"] = sorted({int(s) for s in seeds})
+    for key in ("action_rate_hz", "recorded_fps"):  # Hz, as export/train/timeline.py put the data
+        value = info.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            out[key] = float(value)
     return out

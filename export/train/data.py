@@ -5,10 +5,13 @@ every finished episode through `load_episode` (checksums verified, quarantined e
 and samples training windows with upstream's semantics (controller/common/sampler.py with the
 workspace cfg: horizon = n_action_steps = 64, n_obs_steps = 1, pad_before = 0, pad_after = 63):
 
-- one window starts at every frame of every episode (L windows for an L-frame episode);
-- the observation is the window's first frame (rgbm, right_cam_img, right_state);
-- the action target is the next `horizon` recorded commands, consecutive frames (the recorder's
-  frame rate IS the action spacing, 20 Hz upstream), the last command repeated past the episode end;
+- one window starts at every grid step of every episode (L windows for L steps);
+- the observation is the frame the window's first step holds (rgbm, right_cam_img, right_state);
+- every episode is first put on the action-rate grid (export/train/timeline.py): one step per
+  1 / action_rate_hz (20 Hz, upstream's data rate, the rate the runtime plays a chunk at), each the
+  last frame recorded at or before its tick, whatever the camera rate of the recording;
+- the action target is the next `horizon` commands on that grid, the last one repeated past the
+  episode end;
 - images: /255, bilinear resize to 518x518 (align_corners=False); the mask channel: nearest resize,
   then > 0.5; channels first. Images stay BGR (the encoder flips them, as upstream's does).
 """
@@ -25,6 +28,13 @@ import torch.nn.functional as F
 
 from export.model.dinov2 import IMAGE_SIZE
 from export.model.obs_encoder import STATE_DIM
+from export.train.timeline import (
+    UPSTREAM_ACTION_RATE_HZ,
+    Timeline,
+    build_timeline,
+    check_action_rate,
+    episode_grid,
+)
 from runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,7 +83,8 @@ def resize_mask(masks: np.ndarray) -> torch.Tensor:
 
 @dataclass
 class EpisodeSet:
-    """Every finished episode under a directory, concatenated (upstream ReplayBuffer layout)."""
+    """Every finished episode under a directory, concatenated (upstream ReplayBuffer layout): the
+    frames its action-rate grid uses, in recorded order; `timeline` maps grid steps to them."""
 
     root: Path
     names: list[str]
@@ -83,6 +94,7 @@ class EpisodeSet:
     action: np.ndarray  # (N, A) float32
     timestamp: np.ndarray  # (N,) float64
     episode_ends: np.ndarray  # (E,) int64, cumulative
+    timeline: Timeline  # action-rate steps -> frames above, per episode
     # Scene seeds of the MuJoCo episodes (their provenance's cameras.seed) plus those collect.json
     # lists: carried into the checkpoint so `dexgrasp eval` can refuse to evaluate on training scenes.
     scene_seeds: list[int] = field(default_factory=list)
@@ -92,15 +104,16 @@ class EpisodeSet:
         return int(self.action.shape[0])
 
     def median_frame_interval_s(self) -> float | None:
-        gaps = [np.diff(self.timestamp[s:e]) for s, e in zip([0, *self.episode_ends[:-1]], self.episode_ends, strict=True)]
-        gaps = np.concatenate([g for g in gaps if g.size] or [np.zeros(0)])
-        return float(np.median(gaps)) if gaps.size else None
+        """Of the recording (every recorded frame, not only the kept ones)."""
+        return self.timeline.recorded_interval_s
 
 
-def load_episodes(root: str | Path, action_dim: int, verify: bool = True) -> EpisodeSet:
+def load_episodes(root: str | Path, action_dim: int, verify: bool = True, *,
+                  action_rate_hz: float = UPSTREAM_ACTION_RATE_HZ) -> EpisodeSet:
     """Load and check every finished episode; ConfigError (one line) when there is nothing usable."""
     from runtime.recording import list_episodes, list_quarantined, load_episode
 
+    rate = check_action_rate(action_rate_hz)
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"--episodes '{root}' is not a directory")
@@ -133,15 +146,17 @@ def load_episodes(root: str | Path, action_dim: int, verify: bool = True) -> Epi
             if not np.isfinite(d[key]).all():
                 raise ConfigError(f"episode '{ep.path}': {key} contains NaN or Inf")
 
-    def cat(key: str) -> np.ndarray:
-        return np.concatenate([ep.data[key] for ep in episodes], axis=0)
+    grids = [episode_grid(ep.data["timestamp"], rate, ep.name) for ep in episodes]
+
+    def cat(key: str) -> np.ndarray:  # only the frames some grid step holds
+        return np.concatenate([ep.data[key][g.kept] for ep, g in zip(episodes, grids, strict=True)], axis=0)
 
     seeds = {s for s in (scene_seed(ep.info) for ep in episodes) if s is not None} | collect_seeds(root)
     return EpisodeSet(
         root=root, names=[ep.name for ep in episodes], rgbm=cat("rgbm"), wrist=cat("right_cam_img"),
         state=cat("right_state").astype(np.float32), action=cat("action").astype(np.float32),
-        timestamp=cat("timestamp"), episode_ends=np.cumsum([ep.frames for ep in episodes]).astype(np.int64),
-        scene_seeds=sorted(seeds),
+        timestamp=cat("timestamp"), episode_ends=np.cumsum([g.kept.size for g in grids]).astype(np.int64),
+        timeline=build_timeline(grids, rate), scene_seeds=sorted(seeds),
     )
 
 
@@ -169,26 +184,29 @@ def collect_seeds(root: Path) -> set[int]:
 
 
 class WindowDataset:
-    """Training samples of an EpisodeSet: index i -> (observation frame, action window)."""
+    """Training samples of an EpisodeSet: index i -> (observation frame, action window), one per
+    action-rate step (the windows run over the episodes' timeline, not over recorded frames)."""
 
     def __init__(self, episodes: EpisodeSet, horizon: int, n_obs_steps: int = 1) -> None:
         if n_obs_steps != 1:
             raise ConfigError("n_obs_steps must be 1 (upstream: 'we currently do not support multi-step observation')")
         self.episodes = episodes
         self.horizon = horizon
+        self.steps = episodes.timeline.ticks  # step -> frame
+        self.step_actions = episodes.action[self.steps]  # (M, A): the command in force at each step
         # upstream task cfg: pad_before = n_obs_steps - 1 + n_latency_steps = 0, pad_after = horizon - 1
-        self.rows = window_indices(episodes.episode_ends, horizon, pad_before=0, pad_after=horizon - 1)
+        self.rows = window_indices(episodes.timeline.ends, horizon, pad_before=0, pad_after=horizon - 1)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def obs_frame(self, i: int) -> int:
-        """Buffer index of sample i's observation (first frame of the window, edge-padded)."""
-        return int(self.rows[i][0])
+        """Buffer index of sample i's observation (the frame the window's first step holds)."""
+        return int(self.steps[self.rows[i][0]])
 
     def actions(self, indices) -> torch.Tensor:
         """(B, horizon, A) float32 raw (unnormalised) action windows."""
-        return torch.from_numpy(np.stack([pad_window(self.episodes.action, self.rows[i], self.horizon)
+        return torch.from_numpy(np.stack([pad_window(self.step_actions, self.rows[i], self.horizon)
                                           for i in indices]))
 
     def frames_obs(self, frames, images: bool = True) -> dict[str, torch.Tensor]:

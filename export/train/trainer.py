@@ -34,6 +34,7 @@ from export.train.ema import EMA
 from export.train.forward import fill_attn_masks
 from export.train.jitter import ColorJitter
 from export.train.loss import diffusion_loss
+from export.train.timeline import UPSTREAM_ACTION_RATE_HZ, check_action_rate
 from runtime.errors import CheckpointError, ConfigError
 from runtime.sim.collect import describe_seeds
 
@@ -63,6 +64,7 @@ class TrainConfig:
     use_ema: bool = False
     ema: dict = field(default_factory=lambda: dict(UPSTREAM_EMA))
     precision: str = "auto"  # auto | bf16 | fp32
+    action_rate_hz: float = UPSTREAM_ACTION_RATE_HZ  # the runtime's control.action_rate_hz: one action step each
     cache_features: bool = False
     cache_dtype: str = "float16"
     cache_dir: str | None = None
@@ -82,6 +84,7 @@ class TrainConfig:
         if self.cache_features and self.color_jitter:
             raise ConfigError("cached DINOv2 features cannot be colour-jittered: drop --color-jitter or "
                               "--cache-features")
+        check_action_rate(self.action_rate_hz)
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.preset is None and self.init is None:
@@ -131,7 +134,8 @@ class Trainer:
         random.seed(cfg.seed)
         init = self._load_init() if cfg.init else None
         self.arch = init.arch if init is not None else get_preset(cfg.preset)
-        self.episodes = load_episodes(cfg.episodes, self.arch.action_dim, verify=cfg.verify_episodes)
+        self.episodes = load_episodes(cfg.episodes, self.arch.action_dim, verify=cfg.verify_episodes,
+                                      action_rate_hz=cfg.action_rate_hz)
         self.dataset = WindowDataset(self.episodes, self.arch.action_horizon)
         stats = fit_normalizer(self.episodes)
         if init is not None:
@@ -227,9 +231,13 @@ class Trainer:
 
     def provenance(self) -> dict:
         """What the checkpoint (and its export) says about its training data: the episodes
-        directory and the MuJoCo scene seeds in it, so an evaluation can refuse those scenes."""
+        directory and the MuJoCo scene seeds in it, so an evaluation can refuse those scenes; the
+        action rate the chunks were trained at (and the recording's), so a runtime can tell whether
+        it plays them at the demonstrated speed."""
+        tl = self.episodes.timeline
         return {"episodes_dir": str(self.episodes.root.resolve()), "episodes": list(self.episodes.names),
-                "scene_seeds": list(self.episodes.scene_seeds)}
+                "scene_seeds": list(self.episodes.scene_seeds), "action_rate_hz": float(tl.action_rate_hz),
+                "recorded_fps": float(tl.recorded_fps) if tl.recorded_fps else None}
 
     def run(self) -> dict:
         from tqdm.auto import tqdm
@@ -267,6 +275,7 @@ class Trainer:
             "frames": self.episodes.frames,
             "samples": len(self.dataset),
             "median_frame_interval_s": self.episodes.median_frame_interval_s(),
+            **self.episodes.timeline.summary(),
             "steps": self.global_step,
             "epochs": self.epoch + 1,
             "batch_size": cfg.batch_size,

@@ -37,6 +37,9 @@ def register(subparsers) -> None:
                    help="compute DINOv2 features once per frame (turns upstream's colour jitter off)")
     p.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--cache-dir", metavar="DIR", help="keep the feature cache in memory maps here, not in RAM")
+    p.add_argument("--action-rate-hz", type=float, default=20.0, metavar="HZ",
+                   help="one action step per 1/HZ s: the runtime's control.action_rate_hz (default 20, "
+                        "upstream's); episodes are resampled to it whatever their camera rate")
     p.add_argument("--trust-checkpoint", action="store_true", help="full unpickling of --init (trusted files only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -57,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         use_ema=args.ema, precision=args.precision, cache_features=args.cache_features,
         cache_dtype=args.cache_dtype, cache_dir=args.cache_dir, trust_checkpoint=args.trust_checkpoint,
         progress=not args.no_progress,
+        action_rate_hz=args.action_rate_hz,
     )
     s = train(cfg)
     print(f"trained {s['arch']}")
-    print(f"  data      {s['episodes']} episodes, {s['frames']} frames, {s['samples']} windows "
-          f"(frame interval {s['median_frame_interval_s'] or 0:.3f} s)")
+    print(f"  data      {s['episodes']} episodes, {s['frames_recorded']} frames recorded at "
+          f"{s['recorded_fps'] or 0:.1f} fps (median), {s['frames_used']} used on the {s['action_rate_hz']:g} Hz "
+          f"action grid, {s['samples']} windows")
     print(f"  scenes    sim scene seeds {s['scene_seeds']} (recorded in the checkpoint; `dexgrasp eval` refuses them)")
     print(f"  run       {s['steps']} steps x batch {s['batch_size']} ({s['epochs']} epochs), {s['precision']}, "
           f"features cache {s['feature_cache']}, jitter {'on' if s['color_jitter'] else 'off'}, "

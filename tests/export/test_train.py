@@ -177,6 +177,9 @@ def test_checkpoint_loads_weights_only_and_exports(episodes, tmp_path):
     t = _trainer(episodes, tmp_path, cache_features=True, steps=1, use_ema=True, plot=True)
     summary = t.run()
     assert summary["steps"] == 1 and np.isfinite(summary["final_loss"])
+    # recorded at 20 fps, trained on the 20 Hz action grid: every frame is one action step
+    assert summary["action_rate_hz"] == 20.0 and summary["recorded_fps"] == pytest.approx(20.0)
+    assert summary["frames_recorded"] == summary["frames_used"] == summary["samples"] == FRAMES
     loaded = load_checkpoint(tmp_path / "out.ckpt")  # weights_only=True with the allow-list
     assert loaded.arch == TEST_ARCH and loaded.weights == "model"
     for key, value in t.policy.state_dict().items():
@@ -191,7 +194,8 @@ def test_checkpoint_loads_weights_only_and_exports(episodes, tmp_path):
     assert (tmp_path / "model" / "manifest.json").is_file() and manifest is not None
     assert (tmp_path / "out.ckpt.train.json").is_file()
     # training provenance for `dexgrasp eval` (these synthetic episodes were not recorded on the sim)
-    assert loaded.training == {"episodes_dir": str(episodes.resolve()), "scene_seeds": []}
+    assert loaded.training == {"episodes_dir": str(episodes.resolve()), "scene_seeds": [], "action_rate_hz": 20.0,
+                               "recorded_fps": pytest.approx(20.0)}
     assert manifest.source_checkpoint["training"] == loaded.training
 
 
