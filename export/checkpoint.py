@@ -3,11 +3,14 @@
 Accepted inputs:
 - an upstream workspace `.ckpt` (torch.save with dill): {'cfg', 'state_dicts': {'model', 'ema_model'?}, ...};
   the architecture comes from cfg.policy;
-- a plain state dict (or {'state_dict': ...}) saved with torch.save, plus a preset naming the architecture.
+- a plain state dict (or {'state_dict': ...}) saved with torch.save, plus a preset naming the architecture;
+  the joint layout (action and state widths) is then read from the weights, which fix it
+  (model.input_emb's input width, obs_encoder.state_net's input width).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import pathlib
@@ -152,7 +155,8 @@ def build_policy(arch: ControllerArch, state_dict: Mapping[str, torch.Tensor], s
         if k in module_sd and tuple(module_sd[k].shape) != tuple(v.shape)
     ]
     desc = (f"head {arch.head_model_type}, wrist {arch.wrist_model_type}, "
-            f"DiT {arch.n_layer} layers x {arch.n_head} heads, width {arch.feature_dim}")
+            f"DiT {arch.n_layer} layers x {arch.n_head} heads, width {arch.feature_dim}, "
+            f"action_dim {arch.action_dim}, state_dim {arch.state_dim}")
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys: {_names(missing)}")
@@ -191,8 +195,8 @@ def load_checkpoint(path: str | pathlib.Path, preset: str | None = None, use_ema
         if arch is None:
             if preset is None:
                 raise CheckpointError(f"{source} has no cfg; pass --preset to name its architecture")
-            arch = get_preset(preset)
-        elif preset is not None and get_preset(preset) != arch:
+            arch = _preset_for_weights(preset, state_dicts.get("model") or {})
+        elif preset is not None and _sized_like(get_preset(preset), arch) != arch:
             log.warning("%s: --preset %s ignored, the checkpoint's cfg defines the architecture", source, preset)
         key = "ema_model" if use_ema else "model"
         if key not in state_dicts or state_dicts[key] is None:
@@ -206,12 +210,34 @@ def load_checkpoint(path: str | pathlib.Path, preset: str | None = None, use_ema
             raise CheckpointError(f"{source} is a plain state dict without cfg; pass --preset to name its architecture")
         if use_ema:
             raise CheckpointError(f"{source} is a plain state dict: it has no separate EMA weights (drop --use-ema)")
-        arch = get_preset(preset)
+        arch = _preset_for_weights(preset, state_dict)
         weights = "state_dict"
     else:
         raise CheckpointError(f"{source} holds a {type(payload).__name__}, not a workspace payload or state dict")
     policy = build_policy(arch, state_dict, source, use_sdpa=use_sdpa)
     return LoadedCheckpoint(policy, arch, file_sha256(path), str(path), weights, _training_provenance(payload))
+
+
+def _sized_like(arch: ControllerArch, other: ControllerArch) -> ControllerArch:
+    """`arch` with `other`'s joint layout (a preset names no joint count)."""
+    return dataclasses.replace(arch, action_dim=other.action_dim, state_dim=other.state_dim)
+
+
+def _preset_for_weights(preset: str, state_dict) -> ControllerArch:
+    """The preset, with the action and state widths the weights were made for: without a cfg
+    nothing else says which robot the model drives, and the weights fix both widths."""
+    arch = get_preset(preset)
+    if not isinstance(state_dict, Mapping):
+        return arch
+    widths = {}
+    for field_name, key in (("action_dim", "model.input_emb.weight"), ("state_dim", "obs_encoder.state_net.0.weight")):
+        weight = state_dict.get(key)
+        if torch.is_tensor(weight) and weight.dim() == 2 and weight.shape[1] >= 1:
+            widths[field_name] = int(weight.shape[1])
+    if widths and any(getattr(arch, k) != v for k, v in widths.items()):
+        log.info("preset %s sized for the weights: %s", preset, ", ".join(f"{k} {v}" for k, v in widths.items()))
+        arch = dataclasses.replace(arch, **widths)
+    return arch
 
 
 def _training_provenance(payload) -> dict:

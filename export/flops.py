@@ -37,7 +37,7 @@ def encoders(arch: ControllerArch) -> dict[str, float]:
         "dino_head": dinov2(arch.head_model_type),
         "dino_wrist": dinov2(arch.wrist_model_type),
         "mask_transformer": mask,
-        "fusion_mlps": 2 * PATCHES * (2 * dh * f + f * f) + 2 * PATCHES * (dw * f + f * f) + 2 * (13 * 256 + 256 * f),
+        "fusion_mlps": 2 * PATCHES * (2 * dh * f + f * f) + 2 * PATCHES * (dw * f + f * f) + 2 * (arch.state_dim * 256 + 256 * f),
     }
 
 

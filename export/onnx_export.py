@@ -19,7 +19,6 @@ import torch
 from export.checkpoint import LoadedCheckpoint
 from export.graphs import DenoiserGraph, EncoderGraph, UncachedDenoiserGraph, use_explicit_attention
 from export.model.layers import TIMM_1_0_12, check_rmsnorm_convention, set_rmsnorm_convention
-from export.model.obs_encoder import STATE_DIM
 from runtime.controller.ddim import DDIMSampler
 from runtime.controller.manifest import (
     DENOISER,
@@ -121,8 +120,8 @@ def example_inputs(arch, seed: int = 0) -> dict[str, torch.Tensor]:
     return {
         "rgbm": rgbm,
         "right_cam_img": torch.rand(1, 1, 3, 518, 518, generator=g),
-        # the encoder's state width (upstream's nn.Linear(13, 256), whatever the action_dim)
-        "right_state": torch.rand(1, 1, STATE_DIM, generator=g) * 2 - 1,
+        # the encoder's joint state width (upstream: 13); the manifest's right_state shape comes from it
+        "right_state": torch.rand(1, 1, arch.state_dim, generator=g) * 2 - 1,
     }
 
 

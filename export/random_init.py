@@ -16,6 +16,8 @@ from torch import nn
 from export.model.arch import ControllerArch
 from export.model.policy import ControllerPolicy
 from export.upstream_cfg import build_cfg
+from runtime.errors import ConfigError
+from runtime.joint_space import UPSTREAM_ARM_JOINTS, UPSTREAM_HAND_JOINTS
 
 
 def fit_limits(data: np.ndarray, range_eps: float = 1e-4) -> dict:
@@ -35,16 +37,32 @@ def fit_limits(data: np.ndarray, range_eps: float = 1e-4) -> dict:
     }
 
 
-def synthetic_joint_data(rng: np.random.Generator, n: int = 2000) -> np.ndarray:
-    """13-D joint trajectories: 7 arm joints already in [-1, 1] (limit-scaled), 6 hand joints in [0, 1.6] rad."""
-    lo = np.concatenate([rng.uniform(-0.9, -0.2, 7), rng.uniform(0.0, 0.3, 6)])
-    hi = np.concatenate([rng.uniform(0.2, 0.9, 7), rng.uniform(1.0, 1.6, 6)])
-    return lo + (hi - lo) * rng.random((n, 13))
+def synthetic_joint_data(rng: np.random.Generator, n: int = 2000, n_arm: int = UPSTREAM_ARM_JOINTS,
+                         n_hand: int = UPSTREAM_HAND_JOINTS) -> np.ndarray:
+    """(n, n_arm + n_hand) joint trajectories: arm joints already in [-1, 1] (limit-scaled), hand
+    joints in [0, 1.6]. Upstream's 7 + 6 draws the same numbers as before the layout was a parameter."""
+    lo = np.concatenate([rng.uniform(-0.9, -0.2, n_arm), rng.uniform(0.0, 0.3, n_hand)])
+    hi = np.concatenate([rng.uniform(0.2, 0.9, n_arm), rng.uniform(1.0, 1.6, n_hand)])
+    return lo + (hi - lo) * rng.random((n, n_arm + n_hand))
 
 
-def random_normalizer_stats(seed: int) -> dict:
+def _split(width: int, n_hand: int | None, what: str) -> tuple[int, int]:
+    """(arm, hand) joints of a `width`-wide vector whose last n_hand joints are the hand (None:
+    upstream's 6, fewer when the vector is narrower, keeping one arm joint)."""
+    if n_hand is None:
+        n_hand = max(0, min(UPSTREAM_HAND_JOINTS, width - 1))
+    if not 0 <= n_hand < width:
+        raise ConfigError(f"{what} {width} cannot hold {n_hand} hand joints and at least one arm joint")
+    return width - n_hand, n_hand
+
+
+def random_normalizer_stats(seed: int, arch: ControllerArch | None = None, n_hand: int | None = None) -> dict:
+    """Normalizers fitted on synthetic data of the arch's widths (default: upstream's 13 = 7 + 6)."""
+    action_dim, state_dim = (arch.action_dim, arch.state_dim) if arch is not None else (13, 13)
     rng = np.random.default_rng(seed)
-    return {"action": fit_limits(synthetic_joint_data(rng)), "right_state": fit_limits(synthetic_joint_data(rng))}
+    action = synthetic_joint_data(rng, 2000, *_split(action_dim, n_hand, "action_dim"))
+    state = synthetic_joint_data(rng, 2000, *_split(state_dim, n_hand, "state_dim"))
+    return {"action": fit_limits(action), "right_state": fit_limits(state)}
 
 
 @torch.no_grad()
@@ -75,9 +93,10 @@ def init_weights(policy: ControllerPolicy, seed: int) -> None:
             module.eval()
 
 
-def make_policy(arch: ControllerArch, seed: int) -> ControllerPolicy:
+def make_policy(arch: ControllerArch, seed: int, n_hand: int | None = None) -> ControllerPolicy:
+    """Random weights for `arch`; the last `n_hand` joints get hand-like normalizer ranges."""
     torch.manual_seed(seed)
-    policy = ControllerPolicy(arch, random_normalizer_stats(seed))
+    policy = ControllerPolicy(arch, random_normalizer_stats(seed, arch, n_hand))
     init_weights(policy, seed)
     return policy.eval()
 
@@ -104,13 +123,15 @@ def save_upstream_checkpoint(policy: ControllerPolicy, path: pathlib.Path,
     tmp.replace(path)
 
 
-def make_checkpoint(arch: ControllerArch, path: str | pathlib.Path, seed: int = 0, with_ema: bool = False) -> pathlib.Path:
-    """Write a random-init checkpoint for `arch` to `path`; with_ema adds perturbed EMA weights."""
+def make_checkpoint(arch: ControllerArch, path: str | pathlib.Path, seed: int = 0, with_ema: bool = False,
+                    n_hand: int | None = None) -> pathlib.Path:
+    """Write a random-init checkpoint for `arch` to `path`; with_ema adds perturbed EMA weights.
+    `n_hand`: how many of the arch's joints (the last ones) are hand joints, for the normalizer."""
     path = pathlib.Path(path)
-    policy = make_policy(arch, seed)
+    policy = make_policy(arch, seed, n_hand)
     ema = None
     if with_ema:
-        ema = make_policy(arch, seed)
+        ema = make_policy(arch, seed, n_hand)
         gen = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
             for name, p in ema.named_parameters():

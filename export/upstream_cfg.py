@@ -4,6 +4,10 @@
 loads without hydra's custom resolvers), with upstream's `_target_` class paths, so
 `TrainDexGraspVLAControllerWorkspace(cfg).load_payload(payload)` works on our checkpoints.
 `arch_from_cfg` reads the architecture back, from ours or from a real upstream checkpoint.
+
+The joint state width is written as shape_meta.obs.right_state.shape (upstream's task cfg field,
+[13] in every upstream run) and read back from there, so a model for another robot round-trips.
+Upstream's own ObsEncoder ignores the field (nn.Linear(13, 256)): it can load only 13-wide models.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from export.model.arch import ControllerArch
 from export.model.dinov2 import IMAGE_SIZE
+from export.model.obs_encoder import UPSTREAM_STATE_DIM
 from runtime.errors import CheckpointError
 
 SCHEDULER_TARGET = "diffusers.DDIMScheduler"
@@ -24,7 +29,7 @@ def build_cfg(arch: ControllerArch, use_ema: bool = False, run_name: str = "rand
         "obs": {
             "right_cam_img": {"shape": [3, IMAGE_SIZE, IMAGE_SIZE], "type": "rgb", "horizon": n_obs_steps},
             "rgbm": {"shape": [4, IMAGE_SIZE, IMAGE_SIZE], "type": "rgbm", "horizon": n_obs_steps},
-            "right_state": {"shape": [13], "type": "low_dim", "horizon": n_obs_steps},
+            "right_state": {"shape": [arch.state_dim], "type": "low_dim", "horizon": n_obs_steps},
         },
         "action": {"shape": [arch.action_dim], "horizon": arch.action_horizon},
     }
@@ -140,6 +145,12 @@ def arch_from_cfg(cfg: Any) -> ControllerArch:
     action_shape = list(_get(policy, "shape_meta.action.shape"))
     if len(action_shape) != 1:
         raise CheckpointError(f"shape_meta.action.shape must be 1-D, got {action_shape}")
+    state_shape = list(_get(policy, "shape_meta.obs.right_state.shape", [UPSTREAM_STATE_DIM]))
+    if len(state_shape) != 1:
+        raise CheckpointError(f"shape_meta.obs.right_state.shape must be 1-D (joints), got {state_shape}")
+    for what, shape in (("action", action_shape), ("obs.right_state", state_shape)):
+        if isinstance(shape[0], bool) or not isinstance(shape[0], int) or shape[0] < 1:
+            raise CheckpointError(f"shape_meta.{what}.shape must be a positive joint count, got {shape}")
     for key, channels in (("rgbm", 4), ("right_cam_img", 3)):
         shape = list(_get(policy, f"shape_meta.obs.{key}.shape", [channels, IMAGE_SIZE, IMAGE_SIZE]))
         if shape != [channels, IMAGE_SIZE, IMAGE_SIZE]:
@@ -156,6 +167,7 @@ def arch_from_cfg(cfg: Any) -> ControllerArch:
         n_layer=int(_get(policy, "n_layer", 7)),
         n_head=int(_get(policy, "n_head", 8)),
         action_dim=int(action_shape[0]),
+        state_dim=int(state_shape[0]),
         action_horizon=int(_get(policy, "shape_meta.action.horizon")),
         num_inference_steps=int(num_steps),
         use_attn_mask=bool(_get(policy, "use_attn_mask", False)),

@@ -2,7 +2,9 @@
 
 Head camera: BGR->RGB, ImageNet normalisation, DINOv2 patch tokens, concatenated with a 4-layer
 transformer over 14x14 mask patches, fused by `head_net`. Wrist camera: DINOv2 -> `wrist_net`.
-State: `state_net` on the 13-D joint state. Output: (B, 1369 + 1369 + 1, feature_dim) tokens.
+State: `state_net` on the joint state, `state_dim` wide (upstream hard-codes nn.Linear(13, 256):
+7 arm + 6 hand joints; another robot's model is the same network with another input width, which
+upstream's own code cannot load). Output: (B, 1369 + 1369 + 1, feature_dim) tokens.
 Inference only (upstream's `training=False`: no colour jitter, dropout off in eval()).
 """
 
@@ -15,7 +17,7 @@ from export.model.dinov2 import DINOV2_ARCHS, IMAGE_SIZE, PATCH_SIZE, DinoVision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-STATE_DIM = 13  # upstream hard-codes nn.Linear(13, 256)
+UPSTREAM_STATE_DIM = 13  # upstream hard-codes nn.Linear(13, 256)
 MASK_TRANSFORMER_HEADS = 8
 MASK_TRANSFORMER_LAYERS = 4
 
@@ -44,7 +46,8 @@ def _fusion_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 
 
 class ObsEncoder(nn.Module):
-    def __init__(self, head_model_type: str, wrist_model_type: str, use_sdpa: bool = True) -> None:
+    def __init__(self, head_model_type: str, wrist_model_type: str, use_sdpa: bool = True,
+                 state_dim: int = UPSTREAM_STATE_DIM) -> None:
         super().__init__()
         self._dummy_variable = nn.Parameter(torch.empty(0), requires_grad=False)  # ModuleAttrMixin
         self.dino_head = DinoVisionTransformer(head_model_type, use_sdpa)
@@ -79,7 +82,8 @@ class ObsEncoder(nn.Module):
         )
         self.head_net = _fusion_mlp(head_dim * 2, feature_dim, feature_dim)
         self.wrist_net = _fusion_mlp(wrist_dim, feature_dim, feature_dim)
-        self.state_net = _fusion_mlp(STATE_DIM, 256, feature_dim)
+        self.state_net = _fusion_mlp(state_dim, 256, feature_dim)
+        self.state_dim = state_dim
         self.feature_dim = feature_dim
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

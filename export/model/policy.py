@@ -53,7 +53,7 @@ class ControllerPolicy(nn.Module):
         super().__init__()
         self.arch = arch
         self._dummy_variable = nn.Parameter(torch.empty(0), requires_grad=False)  # ModuleAttrMixin
-        self.obs_encoder = ObsEncoder(arch.head_model_type, arch.wrist_model_type, use_sdpa)
+        self.obs_encoder = ObsEncoder(arch.head_model_type, arch.wrist_model_type, use_sdpa, arch.state_dim)
         self.model = TransformerForActionDiffusion(
             action_dim=arch.action_dim,
             action_horizon=arch.action_horizon,

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from export.model.dinov2 import IMAGE_SIZE
-from export.model.obs_encoder import STATE_DIM
 from export.train.timeline import (
     UPSTREAM_ACTION_RATE_HZ,
     Timeline,
@@ -90,7 +89,7 @@ class EpisodeSet:
     names: list[str]
     rgbm: np.ndarray  # (N, H, W, 4) uint8
     wrist: np.ndarray  # (N, h, w, 3) uint8
-    state: np.ndarray  # (N, 13) float32
+    state: np.ndarray  # (N, S) float32, S = the model's state_dim (upstream 13)
     action: np.ndarray  # (N, A) float32
     timestamp: np.ndarray  # (N,) float64
     episode_ends: np.ndarray  # (E,) int64, cumulative
@@ -108,9 +107,14 @@ class EpisodeSet:
         return self.timeline.recorded_interval_s
 
 
-def load_episodes(root: str | Path, action_dim: int, verify: bool = True, *,
+def load_episodes(root: str | Path, action_dim: int, verify: bool = True, state_dim: int | None = None, *,
                   action_rate_hz: float = UPSTREAM_ACTION_RATE_HZ) -> EpisodeSet:
-    """Load and check every finished episode; ConfigError (one line) when there is nothing usable."""
+    """Load and check every finished episode; ConfigError (one line) when there is nothing usable.
+
+    The episodes must be as wide as the model: `action_dim` commands and `state_dim` joint states
+    per frame (None: action_dim; the recorder writes both with the robot's joint count). Episodes of
+    another robot are refused, naming both widths, instead of training on misaligned joints."""
+    state_dim = action_dim if state_dim is None else state_dim
     from runtime.recording import list_episodes, list_quarantined, load_episode
 
     rate = check_action_rate(action_rate_hz)
@@ -132,12 +136,12 @@ def load_episodes(root: str | Path, action_dim: int, verify: bool = True, *,
         d = ep.data
         if ep.frames == 0:
             raise ConfigError(f"episode '{ep.path}' has no frames")
-        if d["action"].shape[1:] != (action_dim,):
-            raise ConfigError(f"episode '{ep.path}': action has shape {d['action'].shape[1:]}, "
-                              f"the model's action_dim is {action_dim}")
-        if d["right_state"].shape[1:] != (STATE_DIM,):
-            raise ConfigError(f"episode '{ep.path}': right_state has shape {d['right_state'].shape[1:]}, "
-                              f"expected ({STATE_DIM},)")
+        got = (tuple(d["action"].shape[1:]), tuple(d["right_state"].shape[1:]))
+        if got != ((action_dim,), (state_dim,)):
+            raise ConfigError(
+                f"episode '{ep.path}' is {_width(got[0])} action x {_width(got[1])} state wide, the model "
+                f"is {action_dim} x {state_dim} (action_dim x state_dim): recorded on another robot's joint "
+                "space? train with that robot's --config, or record on this one")
         for key in ("rgbm", "right_cam_img"):
             if d[key].shape[1:] != episodes[0].data[key].shape[1:]:
                 raise ConfigError(f"episode '{ep.path}': {key} frames are {d[key].shape[1:]}, "
@@ -158,6 +162,10 @@ def load_episodes(root: str | Path, action_dim: int, verify: bool = True, *,
         timestamp=cat("timestamp"), episode_ends=np.cumsum([g.kept.size for g in grids]).astype(np.int64),
         timeline=build_timeline(grids, rate), scene_seeds=sorted(seeds),
     )
+
+
+def _width(shape: tuple) -> str:
+    return str(shape[0]) if len(shape) == 1 else f"{list(shape)}"
 
 
 def scene_seed(info: dict) -> int | None:

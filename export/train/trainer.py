@@ -52,6 +52,7 @@ class TrainConfig:
     output: str
     preset: str | None = None
     init: str | None = None
+    joints: int | None = None  # the robot's joint count (--config): action and state width; None: 13 / --init's
     steps: int = 1000
     batch_size: int = 8
     seed: int = 42
@@ -120,7 +121,7 @@ def optimizer_for(policy, lr: float, weight_decay: float, betas) -> torch.optim.
 
 def _arch_desc(arch: ControllerArch) -> str:
     return (f"head {arch.head_model_type}, wrist {arch.wrist_model_type}, DiT {arch.n_layer} x {arch.n_head} heads, "
-            f"horizon {arch.action_horizon}, action_dim {arch.action_dim}")
+            f"horizon {arch.action_horizon}, action_dim {arch.action_dim}, state_dim {arch.state_dim}")
 
 
 class Trainer:
@@ -133,9 +134,9 @@ class Trainer:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         init = self._load_init() if cfg.init else None
-        self.arch = init.arch if init is not None else get_preset(cfg.preset)
+        self.arch = init.arch if init is not None else get_preset(cfg.preset, cfg.joints)
         self.episodes = load_episodes(cfg.episodes, self.arch.action_dim, verify=cfg.verify_episodes,
-                                      action_rate_hz=cfg.action_rate_hz)
+                                      state_dim=self.arch.state_dim, action_rate_hz=cfg.action_rate_hz)
         self.dataset = WindowDataset(self.episodes, self.arch.action_horizon)
         stats = fit_normalizer(self.episodes)
         if init is not None:
@@ -179,8 +180,11 @@ class Trainer:
             loaded = load_checkpoint(self.cfg.init, trust_checkpoint=self.cfg.trust_checkpoint)
         except CheckpointError as exc:
             raise ConfigError(f"--init: {exc}") from exc
-        if self.cfg.preset is not None and get_preset(self.cfg.preset) != loaded.arch:
-            raise ConfigError(f"--preset {self.cfg.preset} ({_arch_desc(get_preset(self.cfg.preset))}) does not "
+        if self.cfg.joints is not None and loaded.arch.joints != self.cfg.joints:
+            raise ConfigError(f"--config's robot has {self.cfg.joints} joints, --init '{self.cfg.init}' is a model "
+                              f"for action_dim {loaded.arch.action_dim} x state_dim {loaded.arch.state_dim}")
+        if self.cfg.preset is not None and get_preset(self.cfg.preset, self.cfg.joints) != loaded.arch:
+            raise ConfigError(f"--preset {self.cfg.preset} ({_arch_desc(get_preset(self.cfg.preset, self.cfg.joints))}) does not "
                               f"match --init '{self.cfg.init}' ({_arch_desc(loaded.arch)}); drop --preset or "
                               "pick the matching one")
         return loaded

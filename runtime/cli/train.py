@@ -11,8 +11,13 @@ normalizer, AdamW + cosine warmup, gradient clip 0.5, optional EMA, frozen DINOv
 upstream-format checkpoint that `dexgrasp export controller` takes. Pretrained DINOv2 weights
 cannot be downloaded: the frozen encoders keep the weights of --init (or a random init).
 
+Joint layout: upstream's 13 joints (7 arm + 6 hand) unless --config names the robot config the
+episodes were recorded with; the model then reads and writes that robot's joints, and episodes of
+another width are refused.
+
 Example:
   dexgrasp train --episodes rec/ --preset small --output models/trained.ckpt --steps 2000 --cache-features
+  dexgrasp train --episodes rec/ --preset small --config configs/my_robot.yaml --output models/my_robot.ckpt
   dexgrasp export controller --checkpoint models/trained.ckpt --output models/trained
 """
 
@@ -24,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--output", required=True, metavar="CKPT", help="checkpoint to write (.ckpt)")
     p.add_argument("--preset", help="architecture: small or dexgraspvla (optional with --init)")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (e.g. make-checkpoint)")
+    p.add_argument("--config", metavar="ROBOT.yaml",
+                   help="the robot config whose joint space sizes the model (default: upstream's 7 arm + 6 hand)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
     p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8; upstream 48)")
     p.add_argument("--seed", type=int, default=42, help="seed (default 42, upstream's)")
@@ -54,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
         from export.train import TrainConfig, train
     except ImportError as exc:
         raise MissingExtraError(f"dexgrasp train needs the train extra (pip install -e '.[train]'): {exc}") from exc
+    from runtime.cli.make_checkpoint import joint_layout
+
+    joints = joint_layout(args.config).n if args.config else None
     cfg = TrainConfig(
-        episodes=args.episodes, output=args.output, preset=args.preset, init=args.init, steps=args.steps,
+        episodes=args.episodes, output=args.output, preset=args.preset, init=args.init, joints=joints, steps=args.steps,
         batch_size=args.batch_size, seed=args.seed, lr=args.lr, warmup_steps=args.warmup_steps,
         use_ema=args.ema, precision=args.precision, cache_features=args.cache_features,
         cache_dtype=args.cache_dtype, cache_dir=args.cache_dir, trust_checkpoint=args.trust_checkpoint,

@@ -26,21 +26,22 @@ from runtime.cli.main import main  # noqa: E402
 FRAMES = 12
 
 
-def _record(root, frames: int = FRAMES) -> None:
+def _record(root, frames: int = FRAMES, joints: int = 13) -> None:
     from runtime.recording import EpisodeRecorder, RecordingConfig
 
     rng = np.random.default_rng(0)
-    rec = EpisodeRecorder(RecordingConfig(dir=str(root), chunk_frames=4, min_free_mb=0, video=False)).start()
+    rec = EpisodeRecorder(RecordingConfig(dir=str(root), chunk_frames=4, min_free_mb=0, video=False,
+                                          state_dim=joints)).start()
     rec.begin_episode("grasp the red cube")
     for i in range(frames):
         t = i * 0.05
         mask = np.zeros((24, 32), np.uint8)
         mask[i % 24:, :16] = 1
         # joint 6 of the state is always 0: a constant dimension for the normalizer
-        rec.on_joint_state(np.linspace(-0.5, 0.5, 13) * np.sin(0.3 * i))
+        rec.on_joint_state(np.linspace(-0.5, 0.5, joints) * np.sin(0.3 * i))
         rec.on_frames(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8),
                       rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), mask, t)
-        rec.on_command(np.linspace(-0.4, 0.6, 13) * np.cos(0.3 * i), t + 0.025)
+        rec.on_command(np.linspace(-0.4, 0.6, joints) * np.cos(0.3 * i), t + 0.025)
     rec.end_episode("success")
     rec.stop()
 
@@ -226,3 +227,51 @@ def test_bad_input_gives_one_line_errors(episodes, tmp_path, capsys):
     assert "--preset small" in err and "does not match --init" in err
     assert "unknown preset" in _cli_error(capsys, "--episodes", str(episodes), "--preset", "smal", "--output", out)
     assert "name the architecture" in _cli_error(capsys, "--episodes", str(episodes), "--output", out)
+
+
+# ---- another robot's joint layout (issue 12) ----------------------------------------------------
+
+ROBOT12 = {"arm_joint_names": [f"ur_{i}" for i in range(6)], "hand_joint_names": [f"finger_{i}" for i in range(6)],
+           "arm_lower_rad": [-3.0] * 6, "arm_upper_rad": [1.0] * 6}
+
+
+@pytest.fixture(scope="module")
+def episodes12(tmp_path_factory):
+    """Episodes a 6-arm + 6-hand robot recorded (12 state and 12 action columns), and its config."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("episodes12")
+    _record(root / "rec", joints=12)
+    (root / "robot12.yaml").write_text(yaml.safe_dump({"robot": ROBOT12}))
+    return root / "rec", root / "robot12.yaml"
+
+
+def test_a_12_joint_model_trains_on_the_robots_12_wide_episodes_and_exports(episodes12, tmp_path):
+    from export.onnx_export import export_controller
+
+    rec, _ = episodes12
+    t = _trainer(rec, tmp_path, joints=12, cache_features=True, steps=1)
+    assert t.episodes.state.shape == (FRAMES, 12) and t.episodes.action.shape == (FRAMES, 12)
+    assert t.dataset.batch([2])["obs"]["right_state"].shape == (1, 1, 12)
+    summary = t.run()
+    assert np.isfinite(summary["final_loss"]) and "action_dim 12, state_dim 12" in summary["arch"]
+    loaded = load_checkpoint(tmp_path / "out.ckpt")
+    assert loaded.arch == TEST_ARCH.with_joints(12)
+    assert loaded.policy.normalizer.params_dict["right_state"]["scale"].shape == (12,)
+    manifest = export_controller(loaded, tmp_path / "model", progress=False)
+    assert manifest.graph("encoder").input("right_state").shape == [1, 1, 12] and manifest.action_dim == 12
+
+
+def test_episodes_of_another_width_than_the_model_are_refused_in_one_line(episodes, episodes12, tmp_path, capsys):
+    rec12, robot12 = episodes12
+    out = str(tmp_path / "o.ckpt")
+    err = _cli_error(capsys, "--episodes", str(episodes), "--preset", "_test_tiny", "--config", str(robot12),
+                     "--output", out)
+    assert "is 13 action x 13 state wide, the model is 12 x 12 (action_dim x state_dim)" in err, err
+    err = _cli_error(capsys, "--episodes", str(rec12), "--preset", "_test_tiny", "--output", out)  # upstream's 13
+    assert "is 12 action x 12 state wide, the model is 13 x 13" in err and "--config" in err, err
+    init13 = make_checkpoint(TEST_ARCH, tmp_path / "tiny13.ckpt")
+    err = _cli_error(capsys, "--episodes", str(rec12), "--init", str(init13), "--config", str(robot12),
+                     "--output", out)
+    assert "--config's robot has 12 joints" in err and "action_dim 13 x state_dim 13" in err, err
+    assert not (tmp_path / "o.ckpt").exists()

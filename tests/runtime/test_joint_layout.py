@@ -1,6 +1,8 @@
 """Nothing but the joint space sizes a joint vector (issue 12): a 6-arm + 6-hand robot runs the
-sim preset end to end (separate control process and in-process) with a 12-action model, records
-12-column episodes and reports and publishes its own 12 joint names; the synthetic scene, the
+sim preset end to end (separate control process and in-process) with a 12-joint model made by
+`dexgrasp make-checkpoint --config` and `dexgrasp export`, records 12-column episodes and reports
+and publishes its own 12 joint names; a model for another joint count is refused naming both
+layouts before the robot is driven; the synthetic scene, the
 MuJoCo shared memory, the recorder, telemetry and the bridge CLI follow the joint space; the serial
 firmware's 13-joint wire format refuses another layout with one line."""
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from runtime.config import config_from_dict, load_config
-from runtime.errors import ConfigError, ObservationError
+from runtime.errors import ConfigError, ModelError, ObservationError
 
 ARM6 = [f"ur_{i}" for i in range(6)]
 HAND6 = [f"finger_{i}" for i in range(6)]
@@ -69,17 +71,46 @@ def test_the_policy_reads_the_models_state_width_and_refuses_another():
 
 # ---- end to end on the sim preset ---------------------------------------------------------------
 
-@pytest.mark.parametrize("process", ["separate", "thread"])
-def test_a_6_plus_6_robot_runs_the_sim_preset_records_and_names_its_joints(tmp_path, process):
-    pytest.importorskip("zarr", reason="the record extra (zarr) is not installed")
-    from runtime.app import App
-    from runtime.recording import list_episodes, load_episode
-    from runtime.telemetry.config import dds_unavailable
-    from runtime.workers.policy import ControllerPolicy
+@pytest.fixture(scope="module")
+def robot12_yaml(tmp_path_factory):
+    """A robot team's config file naming its 6 arm and 6 hand joints."""
+    import yaml
 
-    # DDS on loopback, on this test session's domain (tests/runtime/conftest.py), when cyclonedds is here
-    dds = None if dds_unavailable() else {"enabled": True, "interface": "loopback"}
-    overrides = {
+    path = tmp_path_factory.mktemp("robot12") / "robot12.yaml"
+    path.write_text(yaml.safe_dump({"robot": ROBOT12}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model12(robot12_yaml):
+    """A random-weight 12-joint controller the way a robot team makes one: `dexgrasp make-checkpoint
+    --config ROBOT.yaml`, then `dexgrasp export controller` (tiny architecture: seconds)."""
+    pytest.importorskip("torch", reason="the export extra (torch) is not installed")
+    pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+    from runtime.cli.main import main
+
+    root = robot12_yaml.parent
+    assert main(["make-checkpoint", "--preset", "_test_tiny", "--config", str(robot12_yaml),
+                 "--output", str(root / "t12.ckpt"), "--seed", "4"]) == 0
+    assert main(["export", "controller", "--checkpoint", str(root / "t12.ckpt"), "--output", str(root / "model"),
+                 "--no-progress"]) == 0
+    return root / "model"
+
+
+def test_make_checkpoint_config_exports_a_model_for_the_robots_joint_space(model12):
+    from runtime.controller.manifest import Manifest
+    from runtime.joint_space import JointSpace, check_model_dir
+
+    manifest = Manifest.load(model12)
+    assert manifest.action_dim == 12 and manifest.arch["state_dim"] == 12
+    assert manifest.graph("encoder").input("right_state").shape == [1, 1, 12]
+    check_model_dir(ROBOT12, model12)  # the robot it was made for: accepted
+    with pytest.raises(ModelError, match=r"has action_dim 12 but robot config has 13 joints \(7 arm \+ 6 hand"):
+        JointSpace.from_config({}).check_model(manifest)
+
+
+def _sim_overrides(tmp_path, process, model_dir, dds=None):
+    return {
         "robot": ROBOT12,
         "control": {"process": process, "rate_hz": 100,
                     "realtime": {"sched_fifo_priority": None, "cpu_affinity": None, "mlockall": False,
@@ -87,13 +118,33 @@ def test_a_6_plus_6_robot_runs_the_sim_preset_records_and_names_its_joints(tmp_p
         "bridge": {"kind": "fake"},  # the emulator-free path: the serial wire format is 13 joints
         "tracker": {"kind": "classical", "manual_box_xyxy": [270, 300, 330, 360]},  # autostarts an episode
         "planner": {"enabled": False, "autostart": False},
+        "policy": {"model_dir": str(model_dir), "backend": "onnxruntime", "precision": "fp32", "threads": 1},
         "recording": {"dir": str(tmp_path / "rec"), "writer": "thread", "video": False, "chunk_frames": 4,
                       "min_free_mb": 0},
         "telemetry": {"dds": dds or {"enabled": False}},
     }
-    cfg = load_config("sim", overrides)
-    ctrl = Controller12(12)
-    app = App(cfg, policy=ControllerPolicy(ctrl))  # cameras: the preset's synthetic scene, from the config
+
+
+@pytest.mark.parametrize("process", ["separate", "thread"])
+def test_a_6_plus_6_robot_runs_the_sim_preset_records_and_names_its_joints(tmp_path, process, model12, monkeypatch):
+    pytest.importorskip("zarr", reason="the record extra (zarr) is not installed")
+    from runtime.app import App
+    from runtime.controller import Controller
+    from runtime.recording import list_episodes, load_episode
+    from runtime.telemetry.config import dds_unavailable
+
+    # DDS on loopback, on this test session's domain (tests/runtime/conftest.py), when cyclonedds is here
+    dds = None if dds_unavailable() else {"enabled": True, "interface": "loopback"}
+    cfg = load_config("sim", _sim_overrides(tmp_path, process, model12, dds))
+    states: list[np.ndarray] = []  # what the exported model was fed
+    predict = Controller.predict
+
+    def spy(self, obs, *args, **kwargs):
+        states.append(np.array(obs["right_state"][0, 0], dtype=np.float64))
+        return predict(self, obs, *args, **kwargs)
+
+    monkeypatch.setattr(Controller, "predict", spy)
+    app = App(cfg)  # the policy from the config: the exported 12-joint model; cameras: the synthetic scene
     app.start()
     client = None
     try:
@@ -102,12 +153,12 @@ def test_a_6_plus_6_robot_runs_the_sim_preset_records_and_names_its_joints(tmp_p
             from runtime.telemetry.config import DdsConfig
 
             client = DdsClient(DdsConfig.from_dict(dds))
-            states = client.joint_reader()
+            joint_reader = client.joint_reader()
         assert wait_for(lambda: app.recorder.counters["frames_written"] >= 6), (app.recorder.status(),
                                                                               app.policy_worker.report())
-        assert wait_for(lambda: len(ctrl.states) >= 2), app.policy_worker.report()
+        assert wait_for(lambda: len(states) >= 2), app.policy_worker.report()
         if client is not None:
-            got = wait_for(lambda: states.take(N=20), 20.0)
+            got = wait_for(lambda: joint_reader.take(N=20), 20.0)
             assert got, "no joint states on DDS"
             assert all(list(m.name) == NAMES12 and len(m.position) == 12 for m in got)
         assert app.scene is not None and app.scene.bad_states == 0  # the scene read every 12-joint state
@@ -119,7 +170,8 @@ def test_a_6_plus_6_robot_runs_the_sim_preset_records_and_names_its_joints(tmp_p
     assert report["policy"]["inferences"] >= 2
     assert (report["joints"], report["arm_joints"], report["hand_joints"]) == (12, 6, 6)
     assert report["joint_names"] == NAMES12
-    for s in ctrl.states:  # the model saw the robot's 12 joints, arm in upstream's [-1, 1]
+    assert "onnxruntime fp32" in app.policy_worker.policy.engine_choice
+    for s in states:  # the model saw the robot's 12 joints, arm in upstream's [-1, 1]
         assert s.shape == (12,) and np.all(np.abs(s[:6]) <= 1.0 + 1e-6)
     episodes = [load_episode(p) for p in list_episodes(tmp_path / "rec")]
     assert episodes
@@ -128,6 +180,18 @@ def test_a_6_plus_6_robot_runs_the_sim_preset_records_and_names_its_joints(tmp_p
     assert n >= 6
     assert ep.data["right_state"].shape == (n, 12) and ep.data["action"].shape == (n, 12)
     assert np.ptp(ep.data["action"][:, :6], axis=0).max() > 0  # the arm was commanded to move
+
+
+@pytest.mark.parametrize("process", ["separate", "thread"])
+def test_a_13_joint_model_on_the_6_plus_6_robot_is_refused_naming_both(tmp_path, process, tiny_model_dir):
+    from runtime.app import App
+
+    cfg = load_config("sim", _sim_overrides(tmp_path, process, tiny_model_dir))  # upstream's 13-joint model
+    app = App(cfg)
+    with pytest.raises(ModelError, match=rf"model {tiny_model_dir} has action_dim 13 but robot config has 12 joints "
+                                         r"\(6 arm \+ 6 hand: ur_0, .*finger_5\)"):
+        app.start()
+    assert app.policy_worker is None  # refused before a policy thread existed (nothing commanded)
 
 
 # ---- the synthetic scene -------------------------------------------------------------------------
