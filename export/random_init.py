@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from export.model.arch import ControllerArch
+from export.model.obs_encoder import UPSTREAM_STATE_DIM
 from export.model.policy import ControllerPolicy
 from export.upstream_cfg import build_cfg
 from runtime.errors import ConfigError
@@ -58,7 +59,8 @@ def _split(width: int, n_hand: int | None, what: str) -> tuple[int, int]:
 
 def random_normalizer_stats(seed: int, arch: ControllerArch | None = None, n_hand: int | None = None) -> dict:
     """Normalizers fitted on synthetic data of the arch's widths (default: upstream's 13 = 7 + 6)."""
-    action_dim, state_dim = (arch.action_dim, arch.state_dim) if arch is not None else (13, 13)
+    action_dim = arch.action_dim if arch is not None else UPSTREAM_STATE_DIM
+    state_dim = arch.state_dim if arch is not None else UPSTREAM_STATE_DIM
     rng = np.random.default_rng(seed)
     action = synthetic_joint_data(rng, 2000, *_split(action_dim, n_hand, "action_dim"))
     state = synthetic_joint_data(rng, 2000, *_split(state_dim, n_hand, "state_dim"))
