@@ -130,6 +130,7 @@ def check_model(cfg, timeout_s: float) -> list[Check]:
     p = cfg.policy
     if p.backend == "fake":
         return [Check("model", SKIPPED, "policy.backend fake: no model to check")]
+    from runtime.config.components import check_action_rate
     from runtime.config.models import MANIFEST, cached_model_dir
     from runtime.controller.integrity import verify_graph_hashes
     from runtime.controller.manifest import Manifest
@@ -153,7 +154,9 @@ def check_model(cfg, timeout_s: float) -> list[Check]:
         out.append(Check("model", PASS, f"{path}: action {manifest.action_horizon}x{manifest.action_dim}, "
                                         f"exported precision {manifest.precision}"))
         cfg.robot.joint_space().check_model(manifest, where=f"model {path}")
-        out.append(Check("model joint space", PASS, f"action_dim and right_state match {cfg.robot.n_joints} joints"))
+        check_action_rate(cfg.control.action_rate_hz, path)
+        out.append(Check("model joint space", PASS, f"action_dim and right_state match {cfg.robot.n_joints} joints; "
+                                                    f"action grid {cfg.control.action_rate_hz:g} Hz"))
         verify_graph_hashes(path, manifest, names=("encoder", "denoiser"))
         out.append(Check("graph hashes", PASS, "encoder and denoiser sha256 match the manifest"))
     except DexGraspError as exc:

@@ -200,6 +200,7 @@ def make_policy(cfg: RuntimeConfig, model_dir=None):
     from runtime.joint_space import check_model_dir
 
     check_model_dir(cfg.robot, model_dir)  # another joint layout's model: refused before anything loads
+    check_action_rate(cfg.control.action_rate_hz, model_dir)
     backend, precision, why = p.backend, p.precision, "configured"
     if backend == "auto":
         from runtime.inference.auto import choose
@@ -220,3 +221,27 @@ def _inside(path, root) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_action_rate(action_rate_hz: float, model_dir) -> None:
+    """Refuse a model trained on another action spacing than the loop plays (ModelError).
+
+    Why: a chunk's 64 actions are spaced 1 / control.action_rate_hz apart when executed; a model that
+    `dexgrasp train` fitted on a 10 Hz grid played at 20 Hz moves twice as fast as it was shown. The
+    trainer records its grid in the checkpoint and the export copies it into manifest.json
+    (source_checkpoint.training.action_rate_hz); models without it (upstream's own, random-weight
+    ones) are not checked."""
+    from runtime.controller.manifest import Manifest
+
+    training = (Manifest.load(model_dir).source_checkpoint or {}).get("training") or {}
+    trained = training.get("action_rate_hz")
+    if trained is None or abs(float(trained) - float(action_rate_hz)) <= 0.01 * float(action_rate_hz):
+        return
+    from runtime.errors import ModelError
+
+    raise ModelError(f"model {model_dir} was trained on a {float(trained):g} Hz action grid but "
+                     f"control.action_rate_hz is {float(action_rate_hz):g}: its chunks would play "
+                     f"{float(action_rate_hz) / float(trained):.2f}x as fast as demonstrated; set "
+                     f"control.action_rate_hz: {float(trained):g} or retrain with --action-rate-hz "
+                     f"{float(action_rate_hz):g}")
+

@@ -201,6 +201,7 @@ def eval_config(opts: EvalOptions):
 def check_model(cfg, model_dir) -> object:
     """The model's manifest after the checks a run would do, before any process starts: it exists,
     its action/state size is the robot's joint space, and a reduced precision is verified."""
+    from runtime.config.components import check_action_rate
     from runtime.controller.controller import require_verified
     from runtime.controller.manifest import Manifest
     from runtime.joint_space import JointSpace
@@ -210,6 +211,7 @@ def check_model(cfg, model_dir) -> object:
         raise ModelError(f"--model '{model_dir}' is not a directory (an exported controller: dexgrasp export controller)")
     manifest = Manifest.load(path)
     JointSpace.from_config(cfg.robot).check_model(manifest, where=f"--model {model_dir}")
+    check_action_rate(cfg.control.action_rate_hz, path)
     p = cfg.policy
     if p.backend not in ("auto", "fake") and p.precision != "fp32":
         require_verified(manifest, path, p.backend, p.precision, p.allow_unverified)
