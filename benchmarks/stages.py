@@ -86,7 +86,7 @@ def _load(config: str | None, model_dir: str | None):
     from runtime.config.models import resolve_model_dir
 
     cfg = load_config(config or "sim", OVERRIDES)
-    model = pathlib.Path(model_dir) if model_dir else resolve_model_dir(cfg.policy, progress=False)
+    model = pathlib.Path(model_dir) if model_dir else resolve_model_dir(cfg.policy, progress=False, robot=cfg.robot)
     return cfg, model
 
 

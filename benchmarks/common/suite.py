@@ -172,7 +172,8 @@ _PREPARE = """
 import sys
 from runtime.config.loading import load_config
 from runtime.config.models import resolve_model_dir
-print(resolve_model_dir(load_config(sys.argv[1]).policy, progress=False))
+cfg = load_config(sys.argv[1])
+print(resolve_model_dir(cfg.policy, progress=False, robot=cfg.robot))
 """
 
 

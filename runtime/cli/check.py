@@ -141,7 +141,7 @@ def check_model(cfg, timeout_s: float) -> list[Check]:
             return [Check("model", FAIL, f"policy.model_dir {path}: no exported controller there ({MANIFEST} "
                                          "missing); export one with `dexgrasp export controller` or pass --model-dir")]
     else:
-        path = str(cached_model_dir(p.preset, p.seed))
+        path = str(cached_model_dir(p.preset, p.seed, cfg.robot))
         if not os.path.isfile(os.path.join(path, MANIFEST)):
             if importlib.util.find_spec("torch") is None:
                 return [Check("model", FAIL, f"no cached '{p.preset}' model and no torch to make one "

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
             key = hashlib.sha256(f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}".encode()).hexdigest()[:12]
             model_dir = ensure_model(checkpoint=ckpt, out_dir=cache_root() / f"{ckpt.stem}-{key}")
         else:
-            model_dir = ensure_model(cfg.policy.preset, cfg.policy.seed)
+            model_dir = ensure_model(cfg.policy.preset, cfg.policy.seed, robot=cfg.robot)
         print(f"dexgrasp demo: controller {model_dir}", file=sys.stderr)
     report = run_app(cfg, duration_s=args.duration, quiet=args.quiet, model_dir=model_dir)
     if args.report:

@@ -193,7 +193,7 @@ def make_policy(cfg: RuntimeConfig, model_dir=None):
     from runtime.controller import Controller
     from runtime.workers.policy import ControllerPolicy
 
-    model_dir = model_dir or resolve_model_dir(p)
+    model_dir = model_dir or resolve_model_dir(p, robot=cfg.robot)  # a null model_dir: made for this robot
     # The project's own random-weight model (made under the cache root by the sim / demo): auto may
     # verify it once. A user's model is never verified behind their back.
     cached = not p.model_dir and _inside(model_dir, cache_root())

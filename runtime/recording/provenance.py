@@ -89,7 +89,7 @@ def build_provenance(context=None, model_dir: str | Path | None = None) -> dict:
                 try:
                     from runtime.config.models import cached_model_dir
 
-                    model_dir = cached_model_dir(policy.preset, policy.seed)
+                    model_dir = cached_model_dir(policy.preset, policy.seed, getattr(context, "robot", None))
                 except (ImportError, AttributeError, TypeError):
                     model_dir = None
     out["model"] = model_summary(model_dir)

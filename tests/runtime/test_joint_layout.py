@@ -194,6 +194,35 @@ def test_a_13_joint_model_on_the_6_plus_6_robot_is_refused_naming_both(tmp_path,
     assert app.policy_worker is None  # refused before a policy thread existed (nothing commanded)
 
 
+
+def test_the_sim_makes_its_random_model_for_the_robots_joint_space(tmp_path, monkeypatch):
+    """policy.model_dir null on the 6+6 robot: the auto-made model reads and writes 12 joints (it used
+    to be upstream's 13 and was refused), cached under a key naming the layout; upstream's 7 + 6 key
+    is the one users' caches already have."""
+    pytest.importorskip("torch", reason="the export extra (torch) is not installed")
+    pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+    from runtime.config import components, models
+    from runtime.controller.manifest import Manifest
+
+    monkeypatch.setenv("DEXGRASP_CACHE_DIR", str(tmp_path / "cache"))
+    overrides = _sim_overrides(tmp_path, "thread", None)
+    overrides["policy"].update(model_dir=None, preset="_test_tiny", seed=4)  # tiny: the export takes seconds
+    cfg = load_config("sim", overrides)
+    policy = components.make_policy(cfg)
+    made = models.cached_model_dir("_test_tiny", 4, cfg.robot)
+    manifest = Manifest.load(made)
+    assert manifest.action_dim == 12 and manifest.graph("encoder").input("right_state").shape == [1, 1, 12]
+    img, mask = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    assert policy.predict_chunk(img, mask, img, np.zeros(12)).shape[-1] == 12
+    fp = models.exporter_fingerprint()
+    assert made.name == f"_test_tiny-seed4-6arm6hand-{fp}"
+    upstream = models.cached_model_dir("_test_tiny", 4)
+    assert upstream.name == f"_test_tiny-seed4-{fp}" and not upstream.exists()  # 13 joints: its own directory
+    assert models.cached_model_dir("small", 0, load_config("sim").robot) == models.cached_model_dir("small", 0)
+    seven_five = {"arm_joint_names": [f"a{i}" for i in range(7)], "hand_joint_names": [f"h{i}" for i in range(5)]}
+    assert models.cached_model_dir("_test_tiny", 4, seven_five) != made  # 12 joints split otherwise: another model
+
+
 # ---- the synthetic scene -------------------------------------------------------------------------
 
 def test_the_synthetic_scene_reads_the_arm_and_hand_through_the_joint_space():
