@@ -201,6 +201,7 @@ class App:
         cfg, clock = self.cfg, self.clock
         self._t_start = clock.now()
         self._check_command_trust()  # before any hardware is opened
+        self._check_model()  # likewise: a model that can never run opens no link, camera or process
         separate = cfg.control.process == "separate"
         if separate:
             from runtime.errors import ConfigError
@@ -255,6 +256,22 @@ class App:
             )
         self._build_observers()
         self._build_episode()
+
+    def _check_model(self) -> None:
+        """Resolve the configured controller and check its manifest against the robot's joint space
+        and control.action_rate_hz (ModelError), before the robot link, the cameras, the tracker or
+        the control process exist. Why here and not only in make_policy: that runs after them, so a
+        model that can never run used to open (and handshake) a real robot link first. Cheap: the
+        manifest only; make_policy repeats the checks for its other callers."""
+        if self._injected["policy"] is not None or self.cfg.policy.backend == "fake":
+            return
+        from runtime.config.components import check_action_rate
+        from runtime.config.models import resolve_model_dir
+        from runtime.joint_space import check_model_dir
+
+        self.model_dir = self.model_dir or resolve_model_dir(self.cfg.policy, robot=self.cfg.robot)
+        check_model_dir(self.cfg.robot, self.model_dir)
+        check_action_rate(self.cfg.control.action_rate_hz, self.model_dir)
 
     def _check_command_trust(self) -> None:
         """Who may command this robot over DDS: refuse unauthenticated commands on real hardware

@@ -260,3 +260,51 @@ def test_end_to_end_with_exported_model_emulator_and_tracker(tmp_path):
     assert not [e for e in report["errors"] if "crashed" in e]
     if any("failed" in e for e in report["errors"]):
         assert c["hold_cycles"].get("link_down", 0) + c["hold_cycles"].get("robot_state_stale", 0) > 0
+
+
+@pytest.mark.parametrize("process", ["thread", "separate"])
+@pytest.mark.parametrize("wrong", ["joint layout", "action grid"])
+def test_a_model_that_can_never_run_is_refused_before_any_link_camera_or_process_opens(
+        process, wrong, tiny_model_copy, monkeypatch):
+    """The model checks read the manifest only, so they run first: a wrong joint layout or action
+    grid is one ModelError and no robot link, camera, tracker or control process is ever opened."""
+    import json
+
+    from runtime.config import components
+    from runtime.errors import ModelError
+    from runtime.execution.loop_process import ControlLoopProcess
+
+    opened: list[str] = []
+
+    def opener(name):
+        def fn(*args, **kwargs):
+            opened.append(name)
+            raise AssertionError(f"{name} opened for a model that can never run")
+        return fn
+
+    for name in ("make_bridge", "make_cameras", "make_tracker"):
+        monkeypatch.setattr(components, name, opener(name))
+    monkeypatch.setattr(ControlLoopProcess, "start", opener("control process"))
+    overrides = {
+        "control": {"rate_hz": 100, "process": process, "realtime": {"sched_fifo_priority": None, "mlockall": False}},
+        "tracker": {"kind": "classical"}, "planner": {"enabled": False, "autostart": False},
+        "bridge": {"kind": "fake"},
+        "policy": {"model_dir": str(tiny_model_copy), "backend": "onnxruntime", "precision": "fp32", "threads": 1},
+    }
+    if wrong == "joint layout":  # the tiny model is upstream's 13 joints; this robot has 6 + 6
+        overrides["robot"] = {"arm_joint_names": [f"a{i}" for i in range(6)],
+                              "hand_joint_names": [f"h{i}" for i in range(6)],
+                              "arm_lower_rad": [-3.0] * 6, "arm_upper_rad": [1.0] * 6}
+        match = r"has action_dim 13 but robot config has 12 joints"
+    else:  # trained on a 10 Hz grid, played at the config's 20 Hz
+        manifest = tiny_model_copy / "manifest.json"
+        data = json.loads(manifest.read_text())
+        data.setdefault("source_checkpoint", {}).setdefault("training", {})["action_rate_hz"] = 10.0
+        manifest.write_text(json.dumps(data))
+        match = r"trained on a 10 Hz action grid but control.action_rate_hz is 20"
+    app = App(config_from_dict(overrides, "test"))
+    with pytest.raises(ModelError, match=match):
+        app.start()
+    assert opened == []
+    assert app.bridge is None and app.camera_workers == [] and app.policy_worker is None
+    app.stop()  # nothing to close: still a safe call
