@@ -5,10 +5,11 @@
     python benchmarks/closed_loop.py --skip-collect demos/ --skip-train models/t.ckpt --out DIR  # resume
 
 Stages (each with a progress bar and its wall time in the report):
-  1. collect: `dexgrasp sim collect` of the scripted expert, scene seeds 0..N-1, with the cameras at
-     the control config's action rate (the trainer takes the recorded frame spacing as the action
-     spacing, and the runtime executes actions at control.action_rate_hz);
-  2. train: `dexgrasp train` (small preset, --steps, DINOv2 feature cache);
+  1. collect: `dexgrasp sim collect` of the scripted expert, scene seeds 0..N-1, with the config as
+     it is (cameras at their own rate: the recording is what the robot sees when it is evaluated);
+  2. train: `dexgrasp train` (small preset, --steps, DINOv2 feature cache) on the config's
+     control.action_rate_hz grid: every episode is resampled to the spacing the runtime plays a
+     chunk's actions at, whatever the camera rate (export/train/timeline.py);
   3. export: `dexgrasp export controller`;
   4. verify: openvino bf16 against onnxruntime fp32 on frames of the collected episodes
      (`dexgrasp engine verify --episodes`), recorded in the manifest when it passes;
@@ -93,28 +94,12 @@ def _stage(results: dict, name: str, t0: float, **info) -> dict:
     return rec
 
 
-def collect_config(config: str, out: pathlib.Path) -> pathlib.Path:
-    """`config` with both cameras at control.action_rate_hz, written to OUT: the recorder stores one
-    frame per camera frame, and training takes that spacing as the action spacing."""
-    import yaml
-
+def action_rate_hz(config: str) -> float:
+    """The config's control.action_rate_hz: the grid the trainer resamples every episode to, so the
+    trained chunks play back at the speed they were demonstrated in this config's runtime."""
     from runtime.config import load_config
 
-    cfg = load_config(config)
-    data = yaml.safe_load(pathlib.Path(cfg_path(config)).read_text())
-    rate = cfg.control.action_rate_hz
-    for cam in ("head", "wrist"):
-        data.setdefault("cameras", {}).setdefault(cam, {})["fps"] = rate
-    path = out / "collect_config.yaml"
-    path.write_text(f"# {config} with cameras at the action rate ({rate:g} Hz), for collection\n"
-                    + yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def cfg_path(config: str) -> pathlib.Path:
-    from runtime.config.loading import resolve_config_path
-
-    return resolve_config_path(config)
+    return float(load_config(config).control.action_rate_hz)
 
 
 def stage_collect(args, size: dict, out: pathlib.Path, results: dict, progress: bool) -> pathlib.Path:
@@ -130,15 +115,14 @@ def stage_collect(args, size: dict, out: pathlib.Path, results: dict, progress: 
         return demos
     t0 = time.monotonic()
     demos = out / "demos"
-    config = collect_config(args.config, out)
     with tqdm(total=size["collect_episodes"], desc="collect (expert)", unit="episode", disable=not progress) as bar:
         def step(r) -> None:
             bar.set_postfix(ok=f"{r.success}", seed=r.seed, refresh=False)
             bar.update(1)
 
-        summary = collect(str(config), size["collect_episodes"], demos, first_seed=0,
+        summary = collect(str(args.config), size["collect_episodes"], demos, first_seed=0,
                           timeout_s=size["collect_timeout_s"], on_episode=step)
-    _stage(results, "collect", t0, summary=_without(summary, "per_episode"), config=str(config))
+    _stage(results, "collect", t0, summary=_without(summary, "per_episode"), config=str(args.config))
     return demos
 
 
@@ -155,7 +139,7 @@ def stage_train(args, size: dict, out: pathlib.Path, demos: pathlib.Path, result
     ckpt = out / "model.ckpt"
     summary = train(TrainConfig(episodes=str(demos), output=str(ckpt), preset=size["preset"],
                                 steps=size["train_steps"], batch_size=size["batch_size"], cache_features=True,
-                                progress=progress))
+                                action_rate_hz=action_rate_hz(args.config), progress=progress))
     log = _read_json(ckpt.with_name(ckpt.name + ".train.json")) or {}
     _stage(results, "train", t0, summary=summary, loss=log.get("loss"))
     return ckpt
@@ -340,11 +324,11 @@ def report_markdown(results: dict, line: dict) -> str:
     if train:
         md += ["## Training", "",
                markdown_table(["arch", "episodes / frames", "steps x batch", "loss first -> final", "action MSE",
-                               "frame interval (s)", "train s", "scene seeds"],
+                               "recorded -> action grid", "train s", "scene seeds"],
                               [[train.get("arch"), f"{train.get('episodes')} / {train.get('frames')}",
                                 f"{train.get('steps')} x {train.get('batch_size')}",
                                 f"{fmt(train.get('first_loss'))} -> {fmt(train.get('final_loss'))}",
-                                train.get("action_mse"), train.get("median_frame_interval_s"), train.get("train_s"),
+                                train.get("action_mse"), _grid(train), train.get("train_s"),
                                 train.get("scene_seeds")]])]
     rows = []
     for c in results.get("conditions") or []:
@@ -392,6 +376,16 @@ def _losses(results: dict) -> list[str]:
                          f"({c['summary']['successes']}/{c['summary']['episodes']} vs "
                          f"{ref['summary']['successes']}/{ref['summary']['episodes']}).")
     return (lines + [""]) if lines else ["No condition lost grasps against " + ref["name"] + ".", ""]
+
+
+def _grid(train: dict) -> str | None:
+    """'15 fps -> 20 Hz (52 repeated steps)': the recording's rate, the action grid it was trained on."""
+    fps, rate = train.get("recorded_fps"), train.get("action_rate_hz")
+    if fps is None or rate is None:
+        interval = train.get("median_frame_interval_s")
+        return None if interval is None else f"frame interval {interval:g} s"
+    repeated = train.get("repeated_steps") or 0
+    return f"{round(fps, 1):g} fps -> {rate:g} Hz" + (f" ({repeated} repeated steps)" if repeated else "")
 
 
 def _causes(causes: dict | None) -> str:

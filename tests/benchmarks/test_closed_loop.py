@@ -131,3 +131,49 @@ def test_a_corrupt_collect_directory_stops_it_with_one_line_and_a_report(tmp_pat
     errors = [e for e in err if e.startswith("closed_loop: error:")]
     assert rc == 2 and len(errors) == 1 and "episode_000001" in errors[0] and "sha256 mismatch" in errors[0]
     assert "The run stopped with an error" in (out / "report.md").read_text()
+
+
+def test_collect_at_the_configs_camera_rate_and_train_on_its_action_grid(tmp_path, monkeypatch):
+    """The trainer resamples every episode onto control.action_rate_hz, so collection keeps the
+    config's own camera rate (what eval runs at) and training is told the config's action rate."""
+    pytest.importorskip("torch", reason="the train extra is not installed")
+    import yaml
+
+    import export.train
+    import runtime.sim.collect
+    from runtime.config import load_config
+
+    config = tmp_path / "robot_sim.yaml"
+    data = yaml.safe_load((closed_loop.REPO_ROOT / "configs" / "mujoco.yaml").read_text())
+    data["control"]["action_rate_hz"] = 10
+    config.write_text(yaml.safe_dump(data))
+    collected, trained = [], []
+
+    def fake_collect(cfg_path, episodes, output, **kwargs):
+        collected.append(load_config(cfg_path))
+        return {"episodes": episodes, "successes": episodes, "per_episode": []}
+
+    def fake_train(cfg):
+        trained.append(cfg)
+        return {"arch": cfg.preset}
+
+    monkeypatch.setattr(runtime.sim.collect, "collect", fake_collect)
+    monkeypatch.setattr(export.train, "train", fake_train)
+    parser = argparse.ArgumentParser()
+    closed_loop.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path / "out"), "--quick", "--config", str(config)])
+    size, results = closed_loop.sizing(args), {"stages": {}}
+    args.out.mkdir()  # as pipeline() makes it
+    demos = closed_loop.stage_collect(args, size, tmp_path / "out", results, progress=False)
+    closed_loop.stage_train(args, size, tmp_path / "out", demos, results, progress=False)
+    (cfg,) = collected
+    assert (cfg.cameras.head.fps, cfg.cameras.wrist.fps) == (15, 15)  # the config's own rate, not 10
+    assert cfg.control.action_rate_hz == 10
+    assert trained[0].action_rate_hz == 10.0 and trained[0].episodes == str(demos)
+
+
+def test_the_training_row_names_the_recorded_rate_and_the_action_grid():
+    md = closed_loop.report_markdown(
+        {"stages": {"train": {"summary": {"arch": "small", "recorded_fps": 15.002, "action_rate_hz": 20.0,
+                                          "repeated_steps": 55}}}}, {})
+    assert "15 fps -> 20 Hz (55 repeated steps)" in md
