@@ -347,7 +347,8 @@ class PolicyConfig(Section):
     model_dir: str | None = None
     providers: list[str] | None = None
     threads: int | None = Field(default=None, ge=1)
-    # For the auto-made model: `dexgrasp make-checkpoint --preset PRESET --seed SEED`.
+    # For the auto-made model: `dexgrasp make-checkpoint --preset PRESET --seed SEED` (plus `--config` with
+    # the robot section when its joint layout is not 7 arm + 6 hand; cached per layout).
     preset: str = "small"
     seed: int = 0
     # Fake policy only: simulated inference time.
