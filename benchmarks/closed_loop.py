@@ -55,7 +55,7 @@ QUICK = {"collect_episodes": 1, "collect_timeout_s": 30.0, "preset": "_test_tiny
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR", help="report directory")
-    p.add_argument("--config", default="configs/mujoco.yaml", help="the MuJoCo runtime config")
+    p.add_argument("--config", default="mujoco", help="the MuJoCo runtime config (a YAML file or a shipped preset name)")
     p.add_argument("--quick", action="store_true",
                    help="minutes, not the full budget: tiny preset, 1 collect episode, 2 steps, 1 eval episode each")
     p.add_argument("--collect-episodes", type=int, help=f"expert episodes (default {DEFAULTS['collect_episodes']})")

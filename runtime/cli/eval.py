@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--episodes", type=number(int, 1, 100000), required=True, metavar="K")
     p.add_argument("--seed", type=number(int, 0), required=True, metavar="S",
                    help="scene seed of the first episode (held out: not a training seed)")
-    p.add_argument("--config", default="configs/mujoco.yaml", help="a config with bridge/cameras kind mujoco")
+    p.add_argument("--config", default="mujoco", help="a config with bridge/cameras kind mujoco: a YAML file or a shipped preset name (default: the mujoco preset)")
     p.add_argument("--backend", choices=BACKENDS, help="policy backend (default: the config's)")
     p.add_argument("--precision", choices=PRECISIONS, help="policy precision (default: the config's)")
     p.add_argument("--allow-unverified", action="store_true",

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--episodes", type=number(int, 1, 100000), required=True)
     c.add_argument("--output", required=True, metavar="DIR", help="recording directory")
-    c.add_argument("--config", default="configs/mujoco.yaml", help="a config with bridge/cameras kind mujoco")
+    c.add_argument("--config", default="mujoco", help="a config with bridge/cameras kind mujoco: a YAML file or a shipped preset name (default: the mujoco preset)")
     c.add_argument("--seed", type=number(int, 0), default=0, help="scene seed of the first episode")
     c.add_argument("--timeout-s", type=number(float, 1.0, 3600.0), default=40.0, help="per episode")
     c.set_defaults(func=run_collect)

@@ -50,7 +50,7 @@ class EvalOptions:
     model_dir: str
     episodes: int
     seed: int
-    config: str = "configs/mujoco.yaml"
+    config: str = "mujoco"  # a YAML file or a shipped preset name
     backend: str | None = None         # None: the config's policy.backend
     precision: str | None = None       # None: the config's policy.precision
     execution_mode: str | None = None  # None: the config's execution.mode

@@ -167,3 +167,17 @@ def test_training_seeds_travel_to_the_export_and_overlapping_eval_seeds_are_refu
     assert "--seed 7" in err and "--allow-seed-overlap" in err
     assert check_seeds([7, 8], manifest, "m", allow_overlap=False).startswith("no overlap")
     assert check_seeds([6, 7], manifest, "m", allow_overlap=True).startswith("OVERLAP allowed: seeds 6")
+
+
+def test_default_config_loads_from_any_directory(tmp_path, monkeypatch):
+    """`dexgrasp eval` / `sim collect` run from a robot team's own directory: the default --config is
+    the shipped preset, not a path relative to the checkout."""
+    from runtime.cli.main import build_parser
+    from runtime.config.loading import load_config
+
+    monkeypatch.chdir(tmp_path)
+    parser = build_parser()
+    for argv in (["eval", "--model", "m", "--episodes", "1", "--seed", "10000"], ["sim", "collect", "--episodes", "1", "--output", "o"]):
+        args = parser.parse_args(argv)
+        cfg = load_config(args.config)
+        assert cfg.bridge.kind == "mujoco" and cfg.cameras.kind == "mujoco"
