@@ -45,10 +45,15 @@ def stop_at_hardware(monkeypatch):
         asked["policy"] = cfg.policy
         return FakeChunkPolicy(latency_s=0.1)
 
+    def check_model(self):  # the manifest check before any device opens: the model is an artefact too
+        asked["model_checked"] = self.cfg.policy.backend
+
+
     monkeypatch.setattr(SerialLink, "open", serial_open)
     monkeypatch.setattr(EmulatorProcess, "start", emulator_start)
     monkeypatch.setattr(App, "_start_threads", start_threads)
     monkeypatch.setattr(components, "make_policy", make_policy)
+    monkeypatch.setattr(App, "_check_model", check_model)
     return asked
 
 
@@ -71,6 +76,7 @@ def test_every_shipped_config_reaches_the_hardware_step(stop_at_hardware, path, 
     err = capsys.readouterr().err
     assert "error:" not in err, err
     assert str(e.value) in ("device threads", "firmware emulator") or str(e.value).startswith("serial port")
+    assert stop_at_hardware.get("model_checked") == cfg.policy.backend  # checked before the hardware step
     built = stop_at_hardware.get("built")
     if built is not None:  # the control loop runs in its own process: everything else was built first
         assert built["cameras"] == 2 and built["policy_worker"] and built["loop"]
