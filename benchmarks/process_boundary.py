@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -107,6 +108,7 @@ def run(quick: bool, out_dir: pathlib.Path, n_chunks: int = 200, rate_hz: float 
         proc.stop()
         loop_process.child_main = original
     seen = dict(map(tuple, json.loads(seen_file.read_text()))) if seen_file.exists() else {}
+    shutil.rmtree(seen_file.parent, ignore_errors=True)  # one scratch dir per run, not left in /tmp
     delays = np.array([seen[t] - t for t in submitted if t in seen])
     rep = proc.report()
     result = {
