@@ -107,6 +107,8 @@ def test_protective_stop_from_the_parent_holds_the_robot_and_only_arm_after_clea
     assert q_held[0][0] < home[0] + 1.0 - 1e-3  # stopped short of the target
     v_measured = np.diff(q_held, axis=0) / np.diff([s.stamp for s in held])[:, None]
     assert np.all(v_measured == 0.0) and all(np.all(s.velocities == 0.0) for s in held)
+    a_measured = np.diff(v_measured, axis=0) / np.diff([s.stamp for s in held])[1:, None]
+    assert np.all(a_measured == 0.0), "acceleration while stopped"
     assert np.all(np.diff([s.stamp for s in held]) > 0)  # fresh states, not one repeated
 
     with pytest.raises(NotArmedError, match="protective stop latched"):
